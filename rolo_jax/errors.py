@@ -1,0 +1,37 @@
+"""Errors with a message a user can act on: the file, the line and what was expected."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+class DataError(ValueError):
+  """Malformed or missing input data.
+
+  The message always starts with the offending path (and line, when there is one), e.g.
+  ``/data/Basketball/groundtruth_rect.txt, line 12: expected 4 numbers (x,y,w,h), got 3: '1,2,3'``.
+  Command-line entry points catch it and print the message without a traceback (exit status 2).
+  """
+
+  def __init__(self, path: Optional[os.PathLike | str], message: str, line: Optional[int] = None):
+    self.path = None if path is None else os.fspath(path)
+    self.line = line
+    self.detail = message
+    where = self.path or "<input>"
+    if line is not None:
+      where += f", line {line}"
+    super().__init__(f"{where}: {message}")
+
+
+def cli_main(main):
+  """Wrap an entry point so DataError / FileNotFoundError print one clear line and exit 2."""
+  import sys
+
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except (DataError, FileNotFoundError, NotADirectoryError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      raise SystemExit(2)
+
+  return wrapped
