@@ -79,7 +79,7 @@ class Sequence:
   """One target in one video.
 
   Attributes:
-    name: sequence name (e.g. 'Jogging.2' for the second target of a two-target OTB sequence).
+    name: sequence name (e.g. 'Jogging-2' for the second target of a two-target OTB sequence, as otb100_sequences.json names it).
     frames: the frames, len T.
     boxes: float64 [T, 4] x, y, w, h in pixels; NaN rows where the target is absent.
     frame_numbers: int [T], the 1-based frame numbers in the original dataset (OTB ranges start
