@@ -1,0 +1,138 @@
+"""Tests for `python -m rolo_jax.evaluate`: the toolkit's curves from the reference result files,
+the OTB-layout annotation root, several trackers with plot and table, and clear errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rolo_jax import evaluate
+from rolo_jax.data import paths
+from rolo_jax.errors import cli_main
+
+DATA = paths.shared_data()
+needs_data = pytest.mark.skipif(
+    DATA is None or not os.path.isdir(os.path.join(DATA or "", "otb_reference")),
+    reason="needs ../shared/data: otb_reference and otb_annotations")
+
+
+def _ann(*p):
+  return os.path.join(DATA, "otb_annotations", *p)
+
+
+def _expected(tracker):
+  with open(os.path.join(DATA, "otb_reference", "results", tracker, "expected_toolkit_curves.json")) as f:
+    return json.load(f)
+
+
+def _compare(out, expected, names=None):
+  names = names or list(expected["per_sequence"])
+  for name in names:
+    got, want = out["per_sequence"][name], expected["per_sequence"][name]
+    np.testing.assert_allclose(got["success"], want["success"], rtol=0, atol=1e-9, err_msg=name)
+    np.testing.assert_allclose(got["precision"], want["precision"], rtol=0, atol=1e-9, err_msg=name)
+    assert len(got["success"]) == 21 and len(got["precision"]) == 51
+
+
+@needs_data
+def test_kcf_reference_results(tmp_path, capsys):
+  out_json = tmp_path / "kcf.json"
+  rc = evaluate.main([
+      "--annotations", _ann("anno_TB100"), "--sequences", _ann("otb100_sequences.json"),
+      "--results", os.path.join(DATA, "otb_reference", "results", "KCF"), "--json", str(out_json)])
+  assert rc == 0
+  out = json.loads(out_json.read_text())
+  expected = _expected("KCF")
+  assert out["tracker"] == "KCF" and out["num_sequences"] == 100
+  assert set(out["per_sequence"]) == set(expected["per_sequence"])
+  _compare(out, expected)
+  assert out["auc"] == pytest.approx(expected["auc_mean_of_21"], abs=1e-12)
+  assert out["precision_20"] == pytest.approx(expected["precision_at_20"], abs=1e-12)
+  assert 0 < out["normalized_precision"] < 1 and len(out["normalized_precision_curve"]) == 51
+  assert abs(out["average_overlap"] - out["auc"]) < 0.01
+  assert out["per_sequence"]["tiger1"]["start_frame"] == 6  # initOmit found beside the json
+  assert out["per_sequence"]["david"]["start_frame"] == 300
+  printed = capsys.readouterr().out
+  assert "KCF: 100 sequences  AUC 0.4771  precision@20 0.6954" in printed
+
+
+@needs_data
+def test_otb_layout_root_and_two_trackers(tmp_path):
+  """Ground truth from <Seq>/groundtruth_rect[.k].txt; results of two trackers in subfolders."""
+  names = ["basketball", "jogging-1", "jogging-2", "football1", "DragonBaby"]
+  for t in ("KCF", "CSK"):
+    (tmp_path / "res" / t).mkdir(parents=True)
+    for n in names:
+      shutil.copy(os.path.join(DATA, "otb_reference", "results", t, n + ".txt"), tmp_path / "res" / t)
+  out_json, png, md = tmp_path / "o.json", tmp_path / "p.png", tmp_path / "t.md"
+  evaluate.main(["--annotations", os.path.join(DATA, "otb"), "--sequences",
+                 _ann("otb100_sequences.json"), "--results", str(tmp_path / "res"),
+                 "--json", str(out_json), "--plot", str(png), "--table", str(md)])
+  out = json.loads(out_json.read_text())
+  assert sorted(out["trackers"]) == ["CSK", "KCF"]
+  assert len(out["thresholds"]["success"]) == 21
+  for t in ("KCF", "CSK"):
+    _compare(out["trackers"][t], _expected(t), names)
+    mean_auc = np.mean([np.mean(_expected(t)["per_sequence"][n]["success"]) for n in names])
+    assert out["trackers"][t]["auc"] == pytest.approx(mean_auc, abs=1e-9)
+  assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  table = md.read_text().splitlines()
+  assert len(table) == 2 + len(names) + 1 and table[-1].startswith("| **mean**")
+  kcf_auc = out["trackers"]["KCF"]["auc"]
+  assert f"{kcf_auc:.4f}" in table[-1]
+  csv_rows = (tmp_path / "t.csv").read_text().splitlines()
+  assert csv_rows[0] == "sequence,CSK auc,CSK precision_20,KCF auc,KCF precision_20"  # sorted
+  assert csv_rows[-1].split(",")[0] == "mean"
+  assert float(csv_rows[-1].split(",")[3]) == pytest.approx(kcf_auc, abs=1e-12)
+
+
+def _toy(tmp_path, result_text, gt_name="Couple"):
+  (tmp_path / "anno").mkdir()
+  (tmp_path / "anno" / f"{gt_name}.txt").write_text("1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine" / "couple.txt").write_text(result_text)
+  return ["--annotations", str(tmp_path / "anno"), "--results", str(tmp_path / "mine"),
+          "--json", str(tmp_path / "o.json")]
+
+
+def test_toy_folder_hand_computed(tmp_path):
+  argv = _toy(tmp_path, "1 1 10 10\n2\t2\t10\t10\n8,3,10,10\n")
+  assert evaluate.main(argv) == 0
+  out = json.loads((tmp_path / "o.json").read_text())
+  seq = out["per_sequence"]["couple"]
+  # Frame 2: x 8..17 vs 3..12 -> 5 x 10 = 50 / 150 = 1/3, centre error 5.
+  np.testing.assert_allclose(seq["success"], [1] * 7 + [2 / 3] * 13 + [0])
+  np.testing.assert_allclose(seq["precision"], [2 / 3] * 5 + [1] * 46)
+  assert out["auc"] == pytest.approx((7 + 26 / 3) / 21)
+
+
+def test_malformed_row_names_file_and_line(tmp_path, capsys):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,oops,10\n")
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate.main)(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert os.path.join("mine", "couple.txt") in err and "line 3" in err and "'oops'" in err
+  assert not (tmp_path / "o.json").exists()
+
+
+def test_missing_annotation_lists_near_names(tmp_path, capsys):
+  argv = _toy(tmp_path, "1,1,10,10\n", gt_name="Coupel")
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate.main)(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "no ground truth for sequence 'couple'" in err and "nearest names: Coupel" in err
+
+
+def test_command_line_exit_status(tmp_path):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10\n")
+  p = subprocess.run([sys.executable, "-m", "rolo_jax.evaluate"] + argv, capture_output=True,
+                     text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert p.returncode == 2, p.stderr
+  assert p.stderr.startswith("error: ") and "couple.txt, line 2: expected 4 numbers" in p.stderr
+  assert "Traceback" not in p.stderr
