@@ -1,0 +1,156 @@
+"""Speed benchmarks: a registry of named benchmark functions and a printed table.
+
+Run (from the repository root)::
+
+  python -m experiments.benchmark                        # every registered benchmark
+  python -m experiments.benchmark --only synthetic --json /tmp/bench.json
+  python -m experiments.benchmark --list
+
+Each benchmark is a function ``fn(args) -> list[record]`` registered with ``@register('name')``;
+a record is a dict with at least ``name``, ``config`` and ``frames_per_s`` (the median over
+``--repeats`` timed runs, after one untimed warm-up), plus ``frames_per_cpu_s`` (frames per CPU
+second of this process: what the code costs when other jobs share the machine), ``seconds``
+(median wall time of one run), ``frames`` (frames per run), ``repeats`` and
+``all_frames_per_s``; extra keys are free.
+Use `measure` and `make_record` to write a new one.  The 'synthetic' benchmark takes about 10 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+Record = Dict[str, Any]
+BENCHMARKS: Dict[str, Callable[[argparse.Namespace], List[Record]]] = {}
+
+
+def register(name: str):
+  """Decorator adding `fn(args) -> list[record]` to BENCHMARKS under `name`."""
+
+  def deco(fn):
+    if name in BENCHMARKS:
+      raise ValueError(f"benchmark {name!r} registered twice")
+    BENCHMARKS[name] = fn
+    return fn
+
+  return deco
+
+
+class Timing(NamedTuple):
+  wall: List[float]   # seconds per run (time.perf_counter)
+  cpu: List[float]    # CPU seconds of this process per run (time.process_time, all threads)
+
+
+def measure(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
+  """Wall-clock and CPU seconds of `repeats` calls of fn() after `warmup` untimed calls."""
+  for _ in range(warmup):
+    fn()
+  wall, cpu = [], []
+  for _ in range(repeats):
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    wall.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
+  return Timing(wall, cpu)
+
+
+def make_record(name: str, config: str, frames: int, timing: Timing, **extra) -> Record:
+  """A record from the timing of runs of `frames` frames each: median frames/s (wall clock) and
+  median frames per CPU second (less sensitive to other processes on a shared machine)."""
+  fps = [frames / t for t in timing.wall]
+  return {"name": name, "config": config, "frames_per_s": statistics.median(fps),
+          "frames_per_cpu_s": statistics.median(frames / max(t, 1e-9) for t in timing.cpu),
+          "seconds": statistics.median(timing.wall), "frames": frames, "repeats": len(fps),
+          "all_frames_per_s": fps, **extra}
+
+
+# ----------------------------------------------------------------------------------------------
+# Benchmarks.
+
+
+@register("synthetic")
+def bench_synthetic(args: argparse.Namespace) -> List[Record]:
+  """Frames/s of the synthetic video generator (one process, one Python thread)."""
+  from rolo_jax.data import synthetic
+
+  out = []
+  cases = [("train", 8, False), ("large", 3, False), ("train", 8, True)]
+  for preset, n, multi in cases:
+    cfg = synthetic.PRESETS[preset]
+    fn = synthetic.make_multi_sequence if multi else synthetic.make_sequence
+    seeds = list(range(n))
+    timing = measure(lambda: [fn(s, cfg) for s in seeds], args.repeats)
+    out.append(make_record(
+        "synthetic", f"{preset}{'-multi' if multi else ''}", n * cfg.num_frames, timing,
+        size=f"{cfg.height}x{cfg.width}", sequences=n,
+        fn="make_multi_sequence" if multi else "make_sequence"))
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+def environment() -> Dict[str, Any]:
+  env = {"python": platform.python_version(), "platform": platform.platform(),
+         "cpu_count": os.cpu_count()}
+  for mod in ("numpy", "cv2", "jax"):
+    m = sys.modules.get(mod)
+    if m is not None:
+      env[mod] = getattr(m, "__version__", "?")
+  try:
+    env["load_average_1min"] = os.getloadavg()[0]
+  except OSError:
+    pass
+  return env
+
+
+def format_table(records: List[Record]) -> str:
+  cols = ["name", "config", "frames_per_s", "frames_per_cpu_s", "seconds", "frames", "repeats"]
+  extra = sorted({k for r in records for k in r} - set(cols) - {"all_frames_per_s"})
+  header = cols + extra
+
+  def cell(v):
+    if isinstance(v, float):
+      return f"{v:.1f}" if abs(v) >= 10 else f"{v:.4g}"
+    return str(v)
+
+  rows = [[cell(r.get(c, "")) for c in header] for r in records]
+  widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+  line = lambda vals: "  ".join(v.rjust(w) if i >= 2 else v.ljust(w)
+                                for i, (v, w) in enumerate(zip(vals, widths)))
+  return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def main(argv: Optional[List[str]] = None) -> List[Record]:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
+  p.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
+  p.add_argument("--json", default=None, help="write the records (and environment) here")
+  p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+  args = p.parse_args(argv)
+  if args.list:
+    for name, fn in BENCHMARKS.items():
+      print(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+    return []
+  names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
+  unknown = [n for n in names if n not in BENCHMARKS]
+  if unknown:
+    p.error(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
+  records: List[Record] = []
+  for n in names:
+    records.extend(BENCHMARKS[n](args))
+  print(format_table(records))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"environment": environment(), "records": records}, f, indent=2)
+  return records
+
+
+if __name__ == "__main__":
+  main()
