@@ -346,8 +346,10 @@ def _walk(rng: np.random.Generator, cfg: SyntheticConfig, size0: float, aspect0:
   dz = da = 0.0
   z = math.exp(log_z)
   w, h = z * math.exp(0.5 * log_a), z * math.exp(-0.5 * log_a)
-  lo_x, hi_x = _domain(W, w, margin)
-  lo_y, hi_y = _domain(H, h, margin)
+  # The walk starts with the whole object inside the frame (a tracker is initialised on the whole
+  # object); with margin > -0.5 it may leave the frame later.
+  lo_x, hi_x = _domain(W, w, min(margin, -0.5))
+  lo_y, hi_y = _domain(H, h, min(margin, -0.5))
   x = rng.uniform(min(lo_x, hi_x), max(lo_x, hi_x))
   y = rng.uniform(min(lo_y, hi_y), max(lo_y, hi_y))
   v_max = cfg.max_speed * u
