@@ -20,6 +20,7 @@ from typing import Any, List, Sequence, Tuple
 MODELS = {
     "re3": "rolo_jax.models.re3",
     "rolo": "rolo_jax.models.rolo",
+    "yolo": "rolo_jax.models.yolo",
     "memtrack": "rolo_jax.models.memtrack",
     "association": "rolo_jax.models.association",
 }
