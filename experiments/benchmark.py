@@ -5,6 +5,7 @@ Run (from the repository root)::
   python -m experiments.benchmark                        # every registered benchmark
   python -m experiments.benchmark --only synthetic --json /tmp/bench.json
   python -m experiments.benchmark --list
+  python -m experiments.benchmark --only re3 --re3_configs tiny,paper --re3_targets 1,8
 
 Each benchmark is a function ``fn(args) -> list[record]`` registered with ``@register('name')``;
 a record is a dict with at least ``name``, ``config`` and ``frames_per_s`` (the median over
@@ -92,6 +93,63 @@ def bench_synthetic(args: argparse.Namespace) -> List[Record]:
   return out
 
 
+@register("re3")
+def bench_re3(args: argparse.Namespace) -> List[Record]:
+  """Re3 online tracking frames/s (one jitted step per frame for K targets), per config and K."""
+  import jax
+  import numpy as np
+
+  from rolo_jax.models import re3
+  from rolo_jax.trackers import re3 as re3_tracker
+
+  configs = [c for c in (args.re3_configs or "tiny,small,paper").split(",") if c]
+  targets = [int(k) for k in (args.re3_targets or "1,8").split(",") if k]
+  height, width, frames = 480, 640, args.re3_frames
+  rng = np.random.default_rng(0)
+  video = rng.integers(0, 256, (frames + 1, height, width, 3), dtype=np.uint8)
+  out = []
+  for name in configs:
+    cfg = re3.CONFIGS[name]
+    params = jax.device_get(re3.init(jax.random.PRNGKey(0), cfg))
+    for k in targets:
+      # K boxes spread over the frame; reset_every=32 as in tracking, so resets are included.
+      xs = np.linspace(40, width - 140, k)
+      boxes = np.stack([xs, np.full(k, 150.0), np.full(k, 80.0), np.full(k, 120.0)], 1)
+      core = re3_tracker.Re3Core(params, cfg)
+      t0 = time.perf_counter()
+      state = core.init_state(video[0], boxes)
+      for t in (1, 2):  # compiles the plain step (and warms up)
+        state, b = core.step(state, video[t])
+      np.asarray(b)
+      compile_s = time.perf_counter() - t0
+      flops = None
+      try:
+        lowered = re3_tracker._track_step.lower(
+            core.params, state.lstm, state.saved, state.frame, jax.numpy.asarray(video[1]),
+            state.boxes, cfg=cfg, context=core.context, reset=False)
+        cost = lowered.compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost.get("flops", float("nan")))
+      except Exception:  # cost analysis is best effort across jax versions / backends
+        pass
+
+      def run():
+        st = core.init_state(video[0], boxes)
+        for t in range(1, frames + 1):
+          st, bb = core.step(st, video[t])
+        np.asarray(bb)  # wait for the device
+
+      timing = measure(run, args.repeats, warmup=1)
+      rec = make_record("re3", name, frames, timing, targets=k, compile_s=compile_s,
+                        target_frames_per_s=None, flops_per_step=flops,
+                        device=jax.devices()[0].device_kind, frame_size=f"{height}x{width}",
+                        params=re3.count_params(params))
+      rec["target_frames_per_s"] = rec["frames_per_s"] * k
+      out.append(rec)
+    del params
+  return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
@@ -133,6 +191,9 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
   p.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
   p.add_argument("--json", default=None, help="write the records (and environment) here")
   p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+  p.add_argument("--re3_configs", default="tiny,small,paper", help="re3: comma-separated configs")
+  p.add_argument("--re3_targets", default="1,8", help="re3: comma-separated numbers of targets")
+  p.add_argument("--re3_frames", type=int, default=40, help="re3: frames per timed run")
   args = p.parse_args(argv)
   if args.list:
     for name, fn in BENCHMARKS.items():
