@@ -1,0 +1,196 @@
+"""Tests for `python -m rolo_jax.evaluate_mot`: the TUD-Campus reference, several sequences with an
+overall row and a table, an empty results file, and one clear error line for bad input."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rolo_jax import evaluate_mot
+from rolo_jax.data import paths
+from rolo_jax.errors import cli_main
+from rolo_jax.eval import mot
+
+DATA = paths.shared_data()
+TUD = os.path.join(DATA or "", "mot", "TUD-Campus")
+needs_tud = pytest.mark.skipif(
+    DATA is None or not os.path.isfile(os.path.join(TUD, "tracker_output.txt")),
+    reason="needs ../shared/data: mot/TUD-Campus (gt.txt, tracker_output.txt)")
+
+TUD_REFERENCE = dict(mota=0.526462, motp=0.277201, idf1=0.557659, idp=0.729730, idr=0.451253,
+                     recall=0.582173, precision=0.941441, num_switches=7, num_fragmentations=7,
+                     num_false_positives=13, num_misses=150, mostly_tracked=1,
+                     partially_tracked=6, mostly_lost=1, num_unique_objects=8)
+
+# Two small sequences written by hand: 2 gt tracks x 3 frames, and 1 track x 2 frames.
+GT1 = "1,1,0,0,10,10,1,-1,-1,-1\n2,1,0,0,10,10,1,-1,-1,-1\n3,1,0,0,10,10,1,-1,-1,-1\n" \
+      "1,2,100,0,10,10,1,-1,-1,-1\n2,2,100,0,10,10,1,-1,-1,-1\n3,2,100,0,10,10,1,-1,-1,-1\n"
+RES1 = "1,5,0,0,10,10,-1,-1,-1,-1\n2,5,0,0,10,10,-1,-1,-1,-1\n3,6,0,0,10,10,-1,-1,-1,-1\n" \
+       "1,7,100,0,10,10,-1,-1,-1,-1\n"   # one switch, o2 missed in frames 2-3
+GT2 = "1,1,50,50,20,20,1,-1,-1,-1\n2,1,50,50,20,20,1,-1,-1,-1\n"
+RES2 = "1,1,50,50,20,20,-1,-1,-1,-1\n2,1,50,50,20,20,-1,-1,-1,-1\n5,9,0,0,5,5,-1,-1,-1,-1\n"
+
+
+def _parse(out: str):
+  vals = {}
+  for line in out.strip().splitlines():
+    k, v = line.split("=")
+    vals[k] = float(v)
+  return vals
+
+
+def _run(argv, capsys):
+  rc = evaluate_mot.main(argv)
+  return rc, capsys.readouterr()
+
+
+@needs_tud
+def test_tud_campus_reference(tmp_path, capsys):
+  out_json, out_md = tmp_path / "m.json", tmp_path / "sub" / "m.md"
+  rc, cap = _run(["--gt", os.path.join(TUD, "gt.txt"), "--results",
+                  os.path.join(TUD, "tracker_output.txt"), "--json", str(out_json),
+                  "--table", str(out_md)], capsys)
+  assert rc == 0
+  names = [line.split("=")[0] for line in cap.out.strip().splitlines()]
+  assert names == list(mot.METRIC_NAMES)  # exactly one name=value line per metric, in order
+  printed = _parse(cap.out)
+  data = json.loads(out_json.read_text())
+  assert list(data["per_sequence"]) == ["TUD-Campus"]
+  for k, v in TUD_REFERENCE.items():
+    assert printed[k] == pytest.approx(v, abs=1e-6), k
+    assert data["overall"][k] == pytest.approx(v, abs=1e-6), k
+    assert data["per_sequence"]["TUD-Campus"][k] == pytest.approx(v, abs=1e-6), k
+  assert data["iou_threshold"] == 0.5 and data["overall"]["num_objects"] == 359
+  table = out_md.read_text().splitlines()
+  assert table[0].startswith("| Sequence | MOTA | MOTP | IDF1")
+  assert table[2].startswith("| TUD-Campus | 52.6 | 0.277 | 55.8 |")
+  assert table[3].startswith("| OVERALL | 52.6 |")
+
+
+@needs_tud
+def test_module_entry_point_and_sequence_folder(tmp_path):
+  """Runs as `python -m`, with the gt given as a sequence folder (<seq>/gt/gt.txt) and the results
+  as a folder of <seq>.txt."""
+  seq = tmp_path / "gt_root" / "TUD-Campus" / "gt"
+  seq.mkdir(parents=True)
+  shutil.copy(os.path.join(TUD, "gt.txt"), seq / "gt.txt")
+  res = tmp_path / "res"
+  res.mkdir()
+  shutil.copy(os.path.join(TUD, "tracker_output.txt"), res / "TUD-Campus.txt")
+  p = subprocess.run([sys.executable, "-m", "rolo_jax.evaluate_mot", "--gt",
+                      str(tmp_path / "gt_root"), "--results", str(res)],
+                     capture_output=True, text=True, cwd=paths.PROJECT_ROOT, timeout=120)
+  assert p.returncode == 0, p.stderr
+  vals = _parse(p.stdout)
+  assert vals["idf1"] == pytest.approx(TUD_REFERENCE["idf1"], abs=1e-6)
+  assert vals["num_switches"] == 7
+
+
+def test_several_sequences_by_folder(tmp_path, capsys):
+  for name, g, r in (("seqA", GT1, RES1), ("seqB", GT2, RES2)):
+    d = tmp_path / "gt" / name / "gt"
+    d.mkdir(parents=True)
+    (d / "gt.txt").write_text(g)
+    (tmp_path / "res").mkdir(exist_ok=True)
+    (tmp_path / "res" / f"{name}.txt").write_text(r)
+  (tmp_path / "res" / "other.txt").write_text("")  # no gt: skipped with a note
+  out_json, out_md = tmp_path / "m.json", tmp_path / "m.md"
+  rc, cap = _run(["--gt", str(tmp_path / "gt"), "--results", str(tmp_path / "res"),
+                  "--json", str(out_json), "--table", str(out_md)], capsys)
+  assert rc == 0
+  lines = cap.out.strip().splitlines()
+  assert lines[0].startswith("seqA: mota=") and lines[1].startswith("seqB: mota=")
+  overall = _parse("\n".join(lines[2:]))
+  assert list(overall) == list(mot.METRIC_NAMES)
+  assert "other" in cap.err
+  data = json.loads(out_json.read_text())
+  a, b = data["per_sequence"]["seqA"], data["per_sequence"]["seqB"]
+  # seqA by hand: GT 6, matches 4 (one a switch), FN 2, FP 0 -> MOTA = 1 - 3/6.
+  assert (a["num_switches"], a["num_misses"], a["num_false_positives"]) == (1, 2, 0)
+  assert a["mota"] == pytest.approx(0.5)
+  # seqB: GT 2, both matched, one FP in a frame without gt -> MOTA 0.5.
+  assert (b["num_misses"], b["num_false_positives"]) == (0, 1) and b["mota"] == pytest.approx(0.5)
+  # Overall from summed counts: GT 8, FN 2, FP 1, IDSW 1.
+  assert overall["mota"] == pytest.approx(1 - 4 / 8)
+  assert overall["num_unique_objects"] == 3 and overall["num_misses"] == 2
+  rows = out_md.read_text().splitlines()
+  assert [r.split("|")[1].strip() for r in rows[2:]] == ["seqA", "seqB", "OVERALL"]
+
+
+def test_repeated_files_pair_in_order(tmp_path, capsys):
+  files = {}
+  for name, text in (("g1", GT1), ("g2", GT2), ("r1", RES1), ("r2", RES2)):
+    files[name] = tmp_path / f"{name}.txt"
+    files[name].write_text(text)
+  rc, cap = _run(["--gt", str(files["g1"]), "--gt", str(files["g2"]), "--results",
+                  str(files["r1"]), "--results", str(files["r2"])], capsys)
+  assert rc == 0
+  lines = cap.out.strip().splitlines()
+  assert lines[0].startswith("g1: ") and lines[1].startswith("g2: ")
+  assert _parse("\n".join(lines[2:]))["mota"] == pytest.approx(0.5)
+
+
+def test_empty_results_file(tmp_path, capsys):
+  (tmp_path / "gt.txt").write_text(GT1)
+  (tmp_path / "res.txt").write_text("")
+  out_json = tmp_path / "m.json"
+  rc, cap = _run(["--gt", str(tmp_path / "gt.txt"), "--results", str(tmp_path / "res.txt"),
+                  "--json", str(out_json)], capsys)
+  assert rc == 0
+  vals = _parse(cap.out)
+  assert vals["mota"] == 0.0 and vals["num_misses"] == 6 and vals["mostly_lost"] == 2
+  assert "motp=nan" in cap.out
+  data = json.loads(out_json.read_text())
+  assert data["overall"]["motp"] is None and data["overall"]["mota"] == 0.0
+
+
+@pytest.mark.parametrize("bad_line,expect", [
+    ("2,1,0,0,10\n", "line 2"),                       # wrong column count
+    ("2,1,0,zero,10,10,-1,-1,-1,-1\n", "line 2"),     # not a number
+    ("2,1,0,0,-10,10,-1,-1,-1,-1\n", "line 2"),       # negative width
+])
+@pytest.mark.parametrize("which", ["gt", "results"])
+def test_malformed_rows_exit_2(tmp_path, capsys, bad_line, expect, which):
+  good_res = "1,1,0,0,10,10,-1,-1,-1,-1\n"
+  gt_text = "1,1,0,0,10,10,1,-1,-1,-1\n" + (bad_line if which == "gt" else "")
+  res_text = good_res + (bad_line if which == "results" else "")
+  (tmp_path / "gt.txt").write_text(gt_text)
+  (tmp_path / "res.txt").write_text(res_text)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
+                                 str(tmp_path / "res.txt")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1
+  bad_file = "gt.txt" if which == "gt" else "res.txt"
+  assert err[0].startswith("error: ") and bad_file in err[0] and expect in err[0]
+
+
+def test_missing_results_for_a_sequence_exit_2(tmp_path, capsys):
+  for name in ("seqA", "seqB"):
+    (tmp_path / "gt" / name / "gt").mkdir(parents=True)
+    (tmp_path / "gt" / name / "gt" / "gt.txt").write_text(GT2)
+  (tmp_path / "res").mkdir()
+  (tmp_path / "res" / "seqA.txt").write_text(RES2)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt"), "--results", str(tmp_path / "res")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "seqB" in err and "no results file" in err
+
+
+def test_missing_file_exit_2(tmp_path, capsys):
+  (tmp_path / "gt.txt").write_text(GT1)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
+                                 str(tmp_path / "nope.txt")])
+  assert e.value.code == 2
+  assert "nope.txt" in capsys.readouterr().err
+
+
+def test_gt_name():
+  assert evaluate_mot.gt_name("/d/TUD-Campus/gt.txt") == "TUD-Campus"
+  assert evaluate_mot.gt_name("/d/MOT17-02/gt/gt.txt") == "MOT17-02"
+  assert evaluate_mot.gt_name("/d/gts/MOT17-04.txt") == "MOT17-04"
