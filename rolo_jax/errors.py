@@ -33,5 +33,12 @@ def cli_main(main):
     except (DataError, FileNotFoundError, NotADirectoryError) as e:
       print(f"error: {e}", file=sys.stderr)
       raise SystemExit(2)
+    except BrokenPipeError:
+      # Output piped into e.g. `head`, which closed early: not an error of ours.
+      try:
+        sys.stdout = open(os.devnull, "w")
+      except OSError:
+        pass
+      raise SystemExit(0)
 
   return wrapped
