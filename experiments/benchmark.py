@@ -93,9 +93,44 @@ def bench_synthetic(args: argparse.Namespace) -> List[Record]:
   return out
 
 
+_MACHINE: Dict[str, float] = {}
+
+
+def machine_peaks(dtype: str = "float32") -> Dict[str, float]:
+  """The machine's measured peaks, timed in this run (cached per process):
+
+  * ``matmul_flops_per_s``: a jitted 2048x2048 @ 2048x2048 matmul of `dtype` (median of 5);
+  * ``memory_bytes_per_s``: a jitted sum over a 256 MiB float32 array (bytes read / second).
+  """
+  key = f"{dtype}"
+  if key in _MACHINE:
+    return _MACHINE[key]
+  import jax
+  import jax.numpy as jnp
+
+  n = 2048
+  a = jnp.ones((n, n), dtype)
+  mm = jax.jit(lambda x: x @ x)
+  t = measure(lambda: mm(a).block_until_ready(), 5)
+  flops = 2 * n ** 3 / statistics.median(t.wall)
+  big = jnp.ones((64 * 1024 * 1024,), jnp.float32)
+  sm = jax.jit(jnp.sum)
+  t = measure(lambda: sm(big).block_until_ready(), 5)
+  bw = big.size * 4 / statistics.median(t.wall)
+  _MACHINE[key] = {"matmul_flops_per_s": flops, "memory_bytes_per_s": bw}
+  return _MACHINE[key]
+
+
 @register("re3")
 def bench_re3(args: argparse.Namespace) -> List[Record]:
-  """Re3 online tracking frames/s (one jitted step per frame for K targets), per config and K."""
+  """Re3 online tracking frames/s (one jitted step per frame for K targets), per config and K.
+
+  Besides frames/s: compile time of the first steps, XLA's FLOPs and bytes accessed per step
+  (cost analysis of the compiled step), and the step's physical limit on this machine: the larger
+  of FLOPs / measured matmul rate and bytes / measured memory bandwidth (`machine_peaks`);
+  `peak_fraction` is the achieved FLOP rate over the matmul rate, `limit_fraction` the achieved
+  frames/s over the frames/s that limit allows.
+  """
   import jax
   import numpy as np
 
@@ -105,12 +140,14 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
   configs = [c for c in (args.re3_configs or "tiny,small,paper").split(",") if c]
   targets = [int(k) for k in (args.re3_targets or "1,8").split(",") if k]
   height, width, frames = 480, 640, args.re3_frames
+  peaks = machine_peaks("float32")
   rng = np.random.default_rng(0)
   video = rng.integers(0, 256, (frames + 1, height, width, 3), dtype=np.uint8)
   out = []
   for name in configs:
     cfg = re3.CONFIGS[name]
     params = jax.device_get(re3.init(jax.random.PRNGKey(0), cfg))
+    n_params = re3.count_params(params)
     for k in targets:
       # K boxes spread over the frame; reset_every=32 as in tracking, so resets are included.
       xs = np.linspace(40, width - 140, k)
@@ -122,7 +159,7 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
         state, b = core.step(state, video[t])
       np.asarray(b)
       compile_s = time.perf_counter() - t0
-      flops = None
+      flops = bytes_accessed = None
       try:
         lowered = re3_tracker._track_step.lower(
             core.params, state.lstm, state.saved, state.frame, jax.numpy.asarray(video[1]),
@@ -130,6 +167,7 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
         cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         flops = float(cost.get("flops", float("nan")))
+        bytes_accessed = float(cost.get("bytes accessed", float("nan")))
       except Exception:  # cost analysis is best effort across jax versions / backends
         pass
 
@@ -140,13 +178,26 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
         np.asarray(bb)  # wait for the device
 
       timing = measure(run, args.repeats, warmup=1)
-      rec = make_record("re3", name, frames, timing, targets=k, compile_s=compile_s,
-                        target_frames_per_s=None, flops_per_step=flops,
+      rec = make_record("re3", name, frames, timing, tracker="re3", targets=k, compile_s=compile_s,
+                        flops_per_frame=flops, bytes_per_frame=bytes_accessed,
                         device=jax.devices()[0].device_kind, frame_size=f"{height}x{width}",
-                        params=re3.count_params(params))
-      rec["target_frames_per_s"] = rec["frames_per_s"] * k
+                        params=n_params)
+      fps = rec["frames_per_s"]
+      rec["target_frames_per_s"] = fps * k
+      rec["weight_bytes"] = 4 * n_params
+      if flops:
+        rec["peak_fraction"] = flops * fps / peaks["matmul_flops_per_s"]
+        compute_s = flops / peaks["matmul_flops_per_s"]
+        # Bytes: XLA's count when available, else at least the float32 weights once per step.
+        mem_s = max(bytes_accessed or 0.0, 4.0 * n_params) / peaks["memory_bytes_per_s"]
+        rec["bound_compute_s"] = compute_s
+        rec["bound_memory_s"] = mem_s
+        rec["limit_frames_per_s"] = 1.0 / max(compute_s, mem_s)
+        rec["limit_fraction"] = fps / rec["limit_frames_per_s"]
       out.append(rec)
     del params
+  out.append({"name": "machine", "config": "float32", "frames_per_s": float("nan"),
+              "tracker": "-", **peaks, "device": jax.devices()[0].device_kind})
   return out
 
 
@@ -170,8 +221,10 @@ def environment() -> Dict[str, Any]:
 
 def format_table(records: List[Record]) -> str:
   cols = ["name", "config", "frames_per_s", "frames_per_cpu_s", "seconds", "frames", "repeats"]
-  extra = sorted({k for r in records for k in r} - set(cols) - {"all_frames_per_s"})
-  header = cols + extra
+  # Printed extras (all keys go to --json): the informative ones present in these records.
+  shown = ["targets", "size", "compile_s", "flops_per_frame", "peak_fraction", "limit_frames_per_s",
+           "limit_fraction", "matmul_flops_per_s", "memory_bytes_per_s"]
+  header = cols + [k for k in shown if any(k in r for r in records)]
 
   def cell(v):
     if isinstance(v, float):
