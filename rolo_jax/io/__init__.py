@@ -1,0 +1,1 @@
+"""Readers and writers for foreign file formats (PyTorch ``.pth`` state_dicts)."""

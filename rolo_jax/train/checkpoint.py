@@ -1,0 +1,209 @@
+"""Checkpoints: one orbax CheckpointManager per directory, at ``<dir>/checkpoints/<step>/``.
+
+Two kinds share the layout, so `load_params` reads either:
+
+  params-only (`save_params`, used by ``python -m rolo_jax.convert``): items
+      params  -- the parameter pytree (orbax StandardSave)
+      meta    -- JSON: {'model': 're3', 'config': {...}, ...}
+  training (`Checkpointer.save`, used by rolo_jax.train.loop): items
+      params, meta, plus
+      opt_state -- the optax state (StandardSave; restored into the structure of a fresh state)
+      train     -- JSON: step, curriculum state, data-sampler position, RNG key data, anything
+                   else the loop needs for an exact resume.
+
+Atomicity: orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
+only after every item is written (and a ``commit_success.txt`` marker).  A process killed
+(SIGKILL) mid-save leaves only the temporary folder, which `latest_step` ignores and the next
+manager removes; the previous checkpoint stays the latest.  Saves are synchronous (no background
+thread), so a save that returned is on disk.
+
+A checkpoint is never written with a non-finite parameter or optimiser value:
+`Checkpointer.save` / `save_params` raise `NonFiniteCheckpointError` instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import numpy as np
+
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+# orbax logs every save at INFO/WARNING; keep the console for the progress bar.
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+class NonFiniteCheckpointError(ValueError):
+  """Refused to save a checkpoint holding NaN or Inf."""
+
+
+def _manager_dir(directory: str) -> str:
+  """The CheckpointManager root for a workdir (or the root itself when given)."""
+  directory = os.fspath(directory)
+  sub = os.path.join(directory, CHECKPOINT_SUBDIR)
+  if os.path.basename(os.path.normpath(directory)) == CHECKPOINT_SUBDIR:
+    return directory
+  return sub
+
+
+def _finite_or_raise(tree: PyTree, what: str):
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.asarray(leaf)
+    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+      raise NonFiniteCheckpointError(
+          f"refusing to save a checkpoint: {what}{jax.tree_util.keystr(path)} holds a non-finite value")
+
+
+def to_jsonable(x: Any) -> Any:
+  """Dataclasses / tuples / numpy scalars -> plain JSON values (for `meta`)."""
+  if dataclasses.is_dataclass(x) and not isinstance(x, type):
+    return {f.name: to_jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+  if isinstance(x, dict):
+    return {str(k): to_jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [to_jsonable(v) for v in x]
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return x
+
+
+def _to_numpy(tree: PyTree) -> PyTree:
+  return jax.tree_util.tree_map(np.asarray, tree)
+
+
+class Checkpointer:
+  """The one orbax CheckpointManager of a training workdir (``<workdir>/checkpoints``).
+
+  Args:
+    workdir: the run's folder (created when missing).
+    max_to_keep: newest checkpoints kept (older ones are deleted after a successful save).
+  """
+
+  ITEMS = ("params", "opt_state", "train", "meta")
+
+  def __init__(self, workdir: str, max_to_keep: int = 3):
+    self.directory = os.path.abspath(_manager_dir(workdir))
+    os.makedirs(self.directory, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+        cleanup_tmp_directories=True)
+    self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=self.ITEMS)
+
+  def latest_step(self) -> Optional[int]:
+    return self._mgr.latest_step()
+
+  def all_steps(self):
+    return list(self._mgr.all_steps())
+
+  def save(self, step: int, *, params: PyTree, opt_state: PyTree, train: Dict[str, Any],
+           meta: Dict[str, Any]) -> bool:
+    """Writes checkpoint `step` (atomically). Returns False when that step already exists.
+
+    Raises NonFiniteCheckpointError (and writes nothing) when params or opt_state hold NaN/Inf.
+    """
+    params, opt_state = _to_numpy(params), _to_numpy(opt_state)
+    _finite_or_raise(params, "params")
+    _finite_or_raise(opt_state, "opt_state")
+    if step in self._mgr.all_steps():
+      return False
+    args = ocp.args.Composite(
+        params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+        train=ocp.args.JsonSave(to_jsonable(train)), meta=ocp.args.JsonSave(to_jsonable(meta)))
+    saved = self._mgr.save(int(step), args=args, force=True)
+    self._mgr.wait_until_finished()
+    return bool(saved)
+
+  def restore(self, *, params_like: PyTree, opt_state_like: PyTree,
+              step: Optional[int] = None) -> Dict[str, Any]:
+    """Restores a training checkpoint (the latest when step is None) into the given structures.
+
+    Args:
+      params_like / opt_state_like: pytrees (arrays or ShapeDtypeStructs) whose structure, shapes
+        and dtypes the restored values take (a fresh init gives them).
+    Returns:
+      {'step', 'params', 'opt_state', 'train', 'meta'} with numpy/jax arrays.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
+    abstract = lambda t: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, t)
+    out = self._mgr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract(params_like)),
+        opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
+        train=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+    return {"step": step, "params": out["params"], "opt_state": out["opt_state"],
+            "train": out["train"], "meta": out["meta"]}
+
+  def read_json(self, step: Optional[int] = None) -> Dict[str, Any]:
+    """{'step', 'train', 'meta'} of a checkpoint (the latest by default) without its arrays."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
+    out = self._mgr.restore(step, args=ocp.args.Composite(train=ocp.args.JsonRestore(),
+                                                          meta=ocp.args.JsonRestore()))
+    return {"step": step, "train": out["train"], "meta": out["meta"]}
+
+  def close(self):
+    self._mgr.close()
+
+
+def save_params(directory: str, params: PyTree, meta: Dict[str, Any], step: int = 0) -> str:
+  """Writes a params-only checkpoint ``<directory>/checkpoints/<step>/{params,meta}``.
+
+  Args:
+    directory: output folder (created when missing).
+    params: the parameter pytree.
+    meta: JSON-able dict; by convention {'model': 're3', 'config': <dataclass or dict>, ...}.
+  Returns:
+    the checkpoint step folder.
+  Raises NonFiniteCheckpointError when a parameter holds NaN/Inf.
+  """
+  params = _to_numpy(params)
+  _finite_or_raise(params, "params")
+  root = os.path.abspath(_manager_dir(directory))
+  os.makedirs(root, exist_ok=True)
+  options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False,
+                                         cleanup_tmp_directories=True)
+  with ocp.CheckpointManager(root, options=options, item_names=("params", "meta")) as mgr:
+    mgr.save(int(step), args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(to_jsonable(meta))), force=True)
+    mgr.wait_until_finished()
+  return os.path.join(root, str(int(step)))
+
+
+def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dict[str, Any]]:
+  """(params, meta) from a params-only checkpoint folder or a training workdir (latest step).
+
+  Args:
+    directory: a folder holding ``checkpoints/`` (workdir or `save_params` output), or the
+      ``checkpoints`` folder itself.
+    step: a specific step (default: the latest).
+  Returns:
+    params as a pytree of numpy arrays in the saved structure (nested dicts), and meta (a dict;
+    meta['step'] is set to the step read).
+  Raises:
+    FileNotFoundError when there is no finished checkpoint there.
+  """
+  root = os.path.abspath(_manager_dir(directory))
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"{directory}: no '{CHECKPOINT_SUBDIR}' folder (not a checkpoint or workdir)")
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+  with ocp.CheckpointManager(root, options=options, item_names=("params", "meta")) as mgr:
+    step = mgr.latest_step() if step is None else int(step)
+    if step is None:
+      raise FileNotFoundError(f"{root}: no finished checkpoint")
+    out = mgr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
+                                                    meta=ocp.args.JsonRestore()))
+  params = _to_numpy(out["params"])
+  meta = dict(out["meta"] or {})
+  meta["step"] = step
+  return params, meta

@@ -1,0 +1,275 @@
+"""The training loop: curriculum stages, checkpoint/resume, non-finite guard, logging, profiling.
+
+    state = restore(workdir) or init(key_init)
+    for step in [state.step, total_steps):
+        stage  = curriculum stage (T, B)                # host-side, pure `curriculum.advance`
+        batch  = batch_fn(position, stage)              # deterministic in (seed, position)
+        state, metrics = update(state, batch, key_train, p_pred(stage))   # one jit per stage shape
+        stop with NonFiniteError if loss or gradient norm is NaN/Inf (no checkpoint written)
+        curriculum = advance(curriculum, loss)
+        checkpoint every `checkpoint_every` steps, when the stage changes, and at the end
+
+Everything the next update depends on is in the checkpoint (params, optimiser state, step,
+curriculum state, data position, RNG key), so running the same workdir again resumes, and a run
+interrupted at any checkpoint and resumed ends with the same parameters as an uninterrupted one.
+
+Logging: a tqdm bar per stage (loss, IoU, frames/s); TensorBoard scalars in ``<workdir>/tb``
+(tensorboardX): loss, l1, wd, iou, stage, unroll, batch, lr, p_pred, grad/param/update norms,
+frames/s; the same rows as JSON lines in ``<workdir>/train_log.jsonl``.  ``profile_dir`` records a jax.profiler trace of a few steps (default steps 5..8 of
+the run).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rolo_jax.train import checkpoint as ckpt_lib
+from rolo_jax.train import curriculum as cur_lib
+
+PyTree = Any
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN/Inf loss or gradient; nothing was saved for that step."""
+
+  def __init__(self, step: int, what: str, value: float):
+    self.step, self.what, self.value = step, what, value
+    super().__init__(f"non-finite {what} ({value}) at step {step}; stopping without saving a "
+                     f"checkpoint for it (the last good checkpoint is kept)")
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir holds a checkpoint of a different model/task configuration."""
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  """Loop settings.
+
+  Attributes:
+    workdir: checkpoints in <workdir>/checkpoints, TensorBoard in <workdir>/tb.
+    total_steps: the run ends after this many updates (resumed runs included).
+    checkpoint_every: steps between periodic checkpoints.
+    log_every: steps between TensorBoard writes.
+    seed: seeds the parameter init and the training RNG of a fresh run (a resumed run uses
+      the key stored in its checkpoint).
+    profile_dir: when set, a jax.profiler trace of steps profile_steps[0] .. profile_steps[1]-1
+      (counted from the start of this process's run) is written there.
+    stop_after: end this process after this many updates without finishing the run (tests:
+      an interruption at a checkpoint); None = run to total_steps.
+    nan_at_step: test hook: the ground truth of that step's batch is replaced by NaN.
+    progress: show tqdm bars.
+    max_to_keep: checkpoints kept.
+  """
+  workdir: str
+  total_steps: int
+  checkpoint_every: int = 200
+  log_every: int = 10
+  seed: int = 0
+  profile_dir: Optional[str] = None
+  profile_steps: Tuple[int, int] = (5, 9)
+  stop_after: Optional[int] = None
+  nan_at_step: Optional[int] = None
+  progress: bool = True
+  max_to_keep: int = 3
+
+
+def _key_data(key) -> list:
+  return np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                    else key).astype(np.uint32).tolist()
+
+
+def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
+  for k in ("model", "config", "task"):
+    if k in meta and k in saved and ckpt_lib.to_jsonable(meta[k]) != saved[k]:
+      raise ConfigMismatchError(
+          f"{workdir}: its checkpoint was trained with a different '{k}' ({saved[k]}) than this run "
+          f"({ckpt_lib.to_jsonable(meta[k])}); use another --workdir")
+
+
+def _inject_nan(batch):
+  frames, boxes, valid_hw = batch
+  return frames, np.full_like(boxes, np.nan), valid_hw
+
+
+def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn: Callable,
+          curriculum: cur_lib.CurriculumConfig, config: LoopConfig, meta: Dict[str, Any],
+          lr_fn: Optional[Callable[[int], float]] = None) -> Tuple[Any, Dict[str, Any]]:
+  """Runs (or resumes) a curriculum training run.
+
+  Args:
+    init_fn: key -> TrainState(params, opt_state, step) of a fresh run.
+    update_fn: (state, batch, key, p_pred) -> (state, metrics); jitted, state donated; metrics
+      must hold 'loss' and 'grad_norm' (scalars).
+    batch_fn: (position, Stage) -> batch (numpy arrays; batch[0] frames [T, B, ...]).
+    curriculum: the stages and their advance rule.
+    config: LoopConfig.
+    meta: JSON-able run description saved with every checkpoint ({'model', 'config', ...});
+      resuming with a different 'model'/'config'/'task' raises ConfigMismatchError.
+    lr_fn: step -> learning rate, for logging.
+  Returns:
+    (final TrainState, summary) with summary: steps, stage_history [(step, stage)],
+    frames_per_s per stage, seconds, resumed_from.
+  Raises:
+    NonFiniteError when a loss or gradient norm is not finite (no checkpoint written for it).
+  """
+  workdir = os.path.abspath(config.workdir)
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep)
+  base = jax.random.PRNGKey(config.seed)
+  init_key, train_key = jax.random.split(base)
+  state = init_fn(init_key)
+  cstate = cur_lib.CurriculumState()
+  position = 0
+  resumed_from = ckpt.latest_step()
+  stage_history = []
+  if resumed_from is not None:
+    _check_meta(ckpt.read_json(resumed_from)["meta"], meta, workdir)
+    r = ckpt.restore(params_like=state.params, opt_state_like=state.opt_state, step=resumed_from)
+    tr = r["train"]
+    state = type(state)(params=jax.tree_util.tree_map(jnp.asarray, r["params"]),
+                        opt_state=jax.tree_util.tree_map(jnp.asarray, r["opt_state"]),
+                        step=jnp.asarray(tr["step"], jnp.int32))
+    cstate = cur_lib.CurriculumState.from_json(tr["curriculum"])
+    position = int(tr["data_position"])
+    train_key = jnp.asarray(np.asarray(tr["rng_key"], np.uint32))
+    stage_history = [tuple(x) for x in tr.get("stage_history", [])]
+  step = int(state.step)
+  if not stage_history:
+    stage_history = [(step, cstate.stage)]
+  p_pred_fn = cur_lib.p_pred_schedule(curriculum.p_pred)
+
+  def train_json():
+    return {"step": step, "curriculum": cstate.to_json(), "data_position": position,
+            "rng_key": _key_data(train_key), "stage_history": [list(x) for x in stage_history]}
+
+  def save():
+    ckpt.save(step, params=state.params, opt_state=state.opt_state, train=train_json(),
+              meta=dict(meta, step=step))
+
+  writer = None
+  try:
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(os.path.join(workdir, "tb"))
+  except ImportError:  # logging is optional
+    pass
+
+  log_file = open(os.path.join(workdir, "train_log.jsonl"), "a")
+  bar = None
+  fps_by_stage: Dict[int, list] = {}
+  t_start = time.time()
+  steps_this_run = 0
+  profiling = False
+  pool = concurrent.futures.ThreadPoolExecutor(1)
+  pending = None  # (position, stage, future) of a prefetched batch
+
+  def fetch(pos, stage):
+    nonlocal pending
+    if pending is not None and pending[0] == pos and pending[1] == stage:
+      b = pending[2].result()
+    else:
+      b = batch_fn(pos, stage)
+    pending = (pos + 1, stage, pool.submit(batch_fn, pos + 1, stage))
+    return b
+
+  try:
+    while step < config.total_steps:
+      if config.stop_after is not None and steps_this_run >= config.stop_after:
+        break
+      stage_idx = cstate.stage
+      stage = curriculum.stages[stage_idx]
+      if bar is None and config.progress:   # one bar per stage
+        from tqdm import tqdm
+        length = config.total_steps - step + cstate.steps   # the last stage / plateau rule
+        if curriculum.stage_steps is not None and stage_idx < len(curriculum.stage_steps):
+          length = min(length, curriculum.stage_steps[stage_idx])
+        bar = tqdm(total=length, initial=cstate.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+                   desc=f"stage {stage_idx} (T={stage.unroll}, B={stage.batch})", leave=True)
+      if config.profile_dir and steps_this_run == config.profile_steps[0]:
+        jax.profiler.start_trace(config.profile_dir)
+        profiling = True
+      t0 = time.time()
+      batch = fetch(position, stage)
+      if config.nan_at_step is not None and step + 1 == config.nan_at_step:
+        batch = _inject_nan(batch)
+      p_pred = p_pred_fn(stage_idx)
+      state, metrics = update_fn(state, batch, train_key, jnp.float32(p_pred))
+      m = jax.device_get(metrics)
+      dt = time.time() - t0
+      if profiling and steps_this_run + 1 >= config.profile_steps[1]:
+        jax.profiler.stop_trace()
+        profiling = False
+      loss = float(m["loss"])
+      for what in ("loss", "grad_norm"):
+        v = float(m[what])
+        if not math.isfinite(v):
+          raise NonFiniteError(step + 1, what, v)
+      step += 1
+      steps_this_run += 1
+      position += 1
+      frames = stage.unroll * stage.batch
+      first_of_shape = len(fps_by_stage.get(stage_idx, [])) == 0
+      fps_by_stage.setdefault(stage_idx, []).append((frames, dt, first_of_shape))
+      cstate = cur_lib.advance(curriculum, cstate, loss)
+      changed = cstate.stage != stage_idx
+      if step % config.log_every == 0 or changed or step == config.total_steps:
+        scalars = {"loss": loss, "stage": stage_idx, "unroll": stage.unroll, "batch": stage.batch,
+                   "p_pred": p_pred, "frames_per_s": frames / dt,
+                   "smoothed_loss": cur_lib.smoothed(curriculum, cstate) if not changed else loss}
+        for k in ("l1", "wd", "iou", "l1_last", "iou_last", "frac_pred", "grad_norm", "param_norm",
+                  "update_norm", "lr"):
+          if k in m:
+            scalars[k] = float(m[k])
+        if lr_fn is not None and "lr" not in scalars:
+          scalars["lr"] = float(lr_fn(step - 1))
+        if writer is not None:
+          for k, v in scalars.items():
+            writer.add_scalar(f"train/{k}", v, step)
+        log_file.write(json.dumps(dict(scalars, step=step)) + "\n")
+        log_file.flush()
+      if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", iou=f"{float(m.get('iou', np.nan)):.2f}",
+                        fps=f"{frames / dt:.0f}", refresh=False)
+      if changed:
+        stage_history.append((step, cstate.stage))
+        if bar is not None:
+          bar.close()
+          bar = None
+      if changed or step % config.checkpoint_every == 0 or step == config.total_steps:
+        save()
+  finally:
+    if profiling:
+      jax.profiler.stop_trace()
+    if bar is not None:
+      bar.close()
+    if writer is not None:
+      writer.close()
+    log_file.close()
+    pool.shutdown(wait=False, cancel_futures=True)
+  if step == config.total_steps:
+    save()  # no-op when that step is saved already
+  ckpt.close()
+
+  def fps_summary(rows):
+    warm = [(f, d) for f, d, first in rows if not first] or [(f, d) for f, d, _ in rows]
+    return {"steps": len(rows), "frames_per_s": sum(f for f, _ in warm) / max(sum(d for _, d in warm), 1e-9),
+            "first_step_s": rows[0][1]}
+
+  summary = {"steps": step, "steps_this_run": steps_this_run, "resumed_from": resumed_from,
+             "stage_history": stage_history, "seconds": time.time() - t_start,
+             "per_stage": {int(k): fps_summary(v) for k, v in sorted(fps_by_stage.items())},
+             "final_stage": cstate.stage}
+  with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return state, summary

@@ -1,0 +1,152 @@
+"""Checkpoints: exact round trips, params-only vs training layout, non-finite refusal, and a process
+killed (SIGKILL) in the middle of a save leaving no checkpoint that restores."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import optax
+import pytest
+
+import rolo_jax  # noqa: F401
+from rolo_jax.train import checkpoint as ck
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_params(seed=0):
+  rng = np.random.default_rng(seed)
+  return {"conv1": {"w": rng.normal(size=(3, 3, 3, 4)).astype(np.float32),
+                    "b": rng.normal(size=(4,)).astype(np.float32)},
+          "fc_out": {"w": rng.normal(size=(5, 4)).astype(np.float32),
+                     "b": np.arange(4, dtype=np.float32)}}
+
+
+def assert_tree_equal(a, b):
+  import jax
+  fa, ta = jax.tree_util.tree_flatten(a)
+  fb, tb = jax.tree_util.tree_flatten(b)
+  assert ta == tb
+  for x, y in zip(fa, fb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert np.asarray(x).dtype == np.asarray(y).dtype
+
+
+def test_params_only_round_trip(tmp_path):
+  p = make_params()
+  meta = {"model": "re3", "config": {"crop_size": 67, "conv_channels": (1, 2)}, "source": "x.pth"}
+  ck.save_params(str(tmp_path / "out"), p, meta)
+  q, m = ck.load_params(str(tmp_path / "out"))
+  assert_tree_equal(p, q)
+  assert m == {"model": "re3", "config": {"crop_size": 67, "conv_channels": [1, 2]}, "source": "x.pth",
+               "step": 0}
+  # The checkpoints folder itself is accepted too.
+  q2, _ = ck.load_params(str(tmp_path / "out" / "checkpoints"))
+  assert_tree_equal(p, q2)
+
+
+def test_training_checkpoint_round_trip_and_latest(tmp_path):
+  p = make_params()
+  opt = optax.adam(1e-3)
+  o = opt.init(p)
+  grads = make_params(1)
+  _, o = opt.update(grads, o, p)   # non-trivial moments and count
+  c = ck.Checkpointer(str(tmp_path), max_to_keep=2)
+  assert c.latest_step() is None
+  train = {"step": 5, "curriculum": {"stage": 1, "best": None}, "rng_key": [0, 42], "ema": 0.1 + 0.2}
+  assert c.save(5, params=p, opt_state=o, train=train, meta={"model": "re3"})
+  assert not c.save(5, params=p, opt_state=o, train=train, meta={"model": "re3"})  # exists already
+  p7 = make_params(7)
+  assert c.save(7, params=p7, opt_state=o, train=dict(train, step=7), meta={"model": "re3"})
+  assert c.save(9, params=p, opt_state=o, train=dict(train, step=9), meta={"model": "re3"})
+  assert c.all_steps() == [7, 9]   # max_to_keep=2
+  r = c.restore(params_like=p, opt_state_like=opt.init(p), step=7)
+  assert_tree_equal(p7, r["params"])
+  assert_tree_equal(o, r["opt_state"])
+  assert isinstance(r["opt_state"][0], optax.ScaleByAdamState)
+  assert r["train"] == dict(train, step=7)   # the float round-trips exactly through JSON
+  # load_params on a training workdir: the latest step's params and meta.
+  q, m = ck.load_params(str(tmp_path))
+  assert_tree_equal(p, q)
+  assert m["step"] == 9 and m["model"] == "re3"
+  q7, m7 = ck.load_params(str(tmp_path), step=7)
+  assert_tree_equal(p7, q7)
+
+
+def test_non_finite_values_are_never_saved(tmp_path):
+  p = make_params()
+  o = optax.adam(1e-3).init(p)
+  c = ck.Checkpointer(str(tmp_path))
+  c.save(1, params=p, opt_state=o, train={"step": 1}, meta={})
+  bad = make_params()
+  bad["fc_out"]["w"][2, 1] = np.nan
+  with pytest.raises(ck.NonFiniteCheckpointError, match=r"fc_out.*w"):
+    c.save(2, params=bad, opt_state=o, train={"step": 2}, meta={})
+  bad_o = optax.adam(1e-3).init(p)
+  bad_o = (bad_o[0]._replace(nu={**bad_o[0].nu, "conv1": {"w": np.full((3, 3, 3, 4), np.inf, np.float32),
+                                                          "b": bad_o[0].nu["conv1"]["b"]}}),) + bad_o[1:]
+  with pytest.raises(ck.NonFiniteCheckpointError, match="opt_state"):
+    c.save(3, params=p, opt_state=bad_o, train={"step": 3}, meta={})
+  with pytest.raises(ck.NonFiniteCheckpointError):
+    ck.save_params(str(tmp_path / "p"), bad, {})
+  assert c.all_steps() == [1]
+  assert not os.path.exists(tmp_path / "p" / "checkpoints" / "0")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="checkpoints"):
+    ck.load_params(str(tmp_path / "nothing"))
+  os.makedirs(tmp_path / "empty" / "checkpoints")
+  with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
+    ck.load_params(str(tmp_path / "empty"))
+
+
+KILL_MID_SAVE = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np, optax
+    import rolo_jax
+    from rolo_jax.train import checkpoint as ck
+    from orbax.checkpoint._src.path import atomicity
+
+    workdir = sys.argv[1]
+    p = {"w": np.ones((4, 4), np.float32), "b": np.zeros(4, np.float32)}
+    o = optax.adam(1e-3).init(p)
+    c = ck.Checkpointer(workdir)
+    c.save(1, params=p, opt_state=o, train={"step": 1}, meta={"model": "re3"})
+
+    # Step 2: every item is written to the temporary folder, then the process dies (SIGKILL, no
+    # cleanup, no Python exit handlers) right before orbax's finalisation (commit marker + rename).
+    async def die(self, *a, **k):
+      os.kill(os.getpid(), signal.SIGKILL)
+    atomicity.AtomicRenameTemporaryPath.finalize = die
+    c.save(2, params={"w": np.full((4, 4), 2, np.float32), "b": np.ones(4, np.float32)},
+           opt_state=o, train={"step": 2}, meta={"model": "re3"})
+    print("not reached")
+""")
+
+
+def test_sigkill_mid_save_leaves_previous_checkpoint_latest(tmp_path):
+  script = tmp_path / "kill.py"
+  script.write_text(KILL_MID_SAVE)
+  workdir = tmp_path / "w"
+  proc = subprocess.run([sys.executable, str(script), str(workdir)], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  assert "not reached" not in proc.stdout
+  entries = os.listdir(workdir / "checkpoints")
+  # The unfinished step exists only as orbax's temporary folder, with step 2's data in it.
+  assert any(e.startswith("2") and "tmp" in e for e in entries), entries
+  assert "2" not in entries
+  q, m = ck.load_params(str(workdir))
+  assert m["step"] == 1
+  np.testing.assert_array_equal(q["w"], np.ones((4, 4), np.float32))
+  # A new manager removes the leftover (in the background) and can write step 2 for real.
+  c = ck.Checkpointer(str(workdir))
+  assert c.latest_step() == 1
+  p = {"w": np.full((4, 4), 3, np.float32), "b": np.ones(4, np.float32)}
+  assert c.save(2, params=p, opt_state=optax.adam(1e-3).init(p), train={"step": 2}, meta={})
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1", "2"]
+  q, m = ck.load_params(str(workdir))
+  assert m["step"] == 2 and float(q["w"][0, 0]) == 3.0

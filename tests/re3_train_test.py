@@ -1,0 +1,361 @@
+"""Re3 training: loss pieces, the sampler, one update, exact resume, kill -9 + resume, NaN stop."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import rolo_jax  # noqa: F401
+import jax
+import jax.numpy as jnp
+
+from rolo_jax.data import synthetic
+from rolo_jax.data.sequence import ArrayFrames, Sequence
+from rolo_jax.models import re3
+from rolo_jax.train import checkpoint as ck
+from rolo_jax.train import curriculum as cur
+from rolo_jax.train import loop, optim, re3_data, re3_task
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A small model on small synthetic clips: every test here compiles in seconds.
+CFG = re3.CONFIGS["tiny"].replace(name="test", conv_channels=(8, 16, 16, 16, 16), skip_channels=(4, 4, 4),
+                                  fc6_units=32, lstm_hidden=16)
+SYN = synthetic.SyntheticConfig(height=48, width=64, num_frames=12, target_size=(0.25, 0.35))
+NO_JITTER = re3_task.TaskConfig(jitter=False)
+
+
+@pytest.fixture(scope="module")
+def pool():
+  return synthetic.make_split("train", 4, SYN)
+
+
+@pytest.fixture(scope="module")
+def batch(pool):
+  return tuple(re3_data.Re3Sampler(pool, seed=3).batch(0, 3, 2))
+
+
+@pytest.fixture(scope="module")
+def params():
+  return re3.init(jax.random.PRNGKey(0), CFG)
+
+
+# --------------------------------------------------------------------------- loss pieces
+
+
+def test_weight_decay_term_is_half_squared_norm_times_0_0005():
+  tree = {"a": {"w": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "b": jnp.array([0.5])},
+          "prelu": jnp.array([-2.0, 0.0, 1.0])}
+  # sum of squares: 1 + 4 + 9 + 16 + 0.25 + 4 + 0 + 1 = 35.25
+  assert float(optim.weight_decay_loss(tree)) == pytest.approx(0.0005 * 0.5 * 35.25, rel=1e-6)
+  assert float(optim.weight_decay_loss(tree, 0.1)) == pytest.approx(0.1 * 0.5 * 35.25, rel=1e-6)
+
+
+def eval_loss(params, batch, key, p_pred):
+  # One compiled loss (jitter off: deterministic whatever the key) shared by the tests below.
+  return re3_task.make_eval_loss(CFG, NO_JITTER)(params, batch, key, p_pred)
+
+
+def test_loss_is_l1_plus_weight_decay_over_all_params(params, batch):
+  loss, aux = eval_loss(params, batch, jax.random.PRNGKey(0), 0.5)
+  wd = 0.0005 * 0.5 * sum(float(np.sum(np.asarray(v, np.float64) ** 2))
+                          for v in jax.tree_util.tree_leaves(params))
+  assert float(aux["wd"]) == pytest.approx(wd, rel=1e-5)
+  assert float(loss) == pytest.approx(float(aux["l1"]) + wd, rel=1e-6)
+  assert aux["l1_t"].shape == (3,)
+  assert float(aux["l1"]) == pytest.approx(float(np.mean(aux["l1_t"])), rel=1e-6)
+
+
+def test_step0_target_is_the_centre_half_of_the_crop(batch):
+  # Step 0 crops frame 0 at the ground truth with context 2: the target is (2.5, 2.5, 7.5, 7.5).
+  # A model that outputs exactly that (zero weights, fc_out bias) has zero step-0 loss.
+  p = jax.tree_util.tree_map(jnp.zeros_like, re3.init(jax.random.PRNGKey(1), CFG))
+  p["fc_out"]["b"] = jnp.array([2.5, 2.5, 7.5, 7.5])
+  _, aux = eval_loss(p, batch, jax.random.PRNGKey(0), 0.0)
+  assert float(aux["l1_t"][0]) == pytest.approx(0.0, abs=1e-4)
+  assert float(aux["l1_t"][1]) > 0.01  # later frames: the target moved
+
+
+def test_visible_fraction_and_nudge_hand_computed():
+  gt = jnp.array([[0.0, 0.0, 10.0, 10.0]])
+  # box [5, 0, 15, 10]: 2x window [0, -5, 20, 15] holds all of gt.
+  assert float(re3_task.visible_fraction(jnp.array([[5.0, 0, 15, 10]]), gt, 2.0)[0]) == pytest.approx(1.0)
+  # box [20, 0, 30, 10]: window [15, -5, 35, 15] misses gt entirely.
+  assert float(re3_task.visible_fraction(jnp.array([[20.0, 0, 30, 10]]), gt, 2.0)[0]) == 0.0
+  # box [12, 0, 22, 10]: window [7, -5, 27, 15] holds x in [7, 10]: 30%.
+  assert float(re3_task.visible_fraction(jnp.array([[12.0, 0, 22, 10]]), gt, 2.0)[0]) == pytest.approx(0.3)
+  cfg = re3_task.TaskConfig()
+  boxes = jnp.array([[12.0, 0, 22, 10], [5.0, 0, 15, 10], [200.0, 300, 260, 330]])
+  gts = jnp.repeat(gt, 3, axis=0)
+  out = re3_task.nudge_boxes(boxes, gts, cfg)
+  # 1 halving: [6, 0, 16, 10] -> window [1, -5, 21, 15] holds 90% >= 70%.
+  np.testing.assert_allclose(out[0], [6.0, 0, 16, 10], atol=1e-5)
+  np.testing.assert_allclose(out[1], boxes[1])                 # already fine: unchanged
+  assert float(re3_task.visible_fraction(out[2:], gts[2:], 2.0)[0]) >= 0.7
+
+
+def test_jitter_statistics_match_the_spec():
+  gt = jnp.tile(jnp.array([[100.0, 50.0, 140.0, 70.0]]), (20000, 1))   # w 40, h 20
+  j = re3_task.jitter_boxes(jax.random.PRNGKey(0), gt, re3_task.TaskConfig())
+  w, h = j[:, 2] - j[:, 0], j[:, 3] - j[:, 1]
+  dx = (0.5 * (j[:, 0] + j[:, 2]) - 120.0) / 40.0
+  dy = (0.5 * (j[:, 1] + j[:, 3]) - 60.0) / 20.0
+  # Laplace(0, b): E|X| = b = 1/5.
+  assert float(jnp.mean(jnp.abs(dx))) == pytest.approx(0.2, rel=0.05)
+  assert float(jnp.mean(jnp.abs(dy))) == pytest.approx(0.2, rel=0.05)
+  fw = w / 40.0
+  assert float(fw.min()) >= 0.6 - 1e-5 and float(fw.max()) <= 1.4 + 1e-5
+  # clip(Laplace(1, 1/15)): median 1, E|f - 1| = 1/15 (the clip at +-0.4 = 6 scales is negligible).
+  assert float(jnp.median(fw)) == pytest.approx(1.0, abs=0.01)
+  assert float(jnp.mean(jnp.abs(h / 20.0 - 1.0))) == pytest.approx(1 / 15, rel=0.05)
+
+
+def test_sanitize_boxes():
+  fb = jnp.array([[1.0, 2.0, 11.0, 12.0], [0.0, 0.0, 5.0, 5.0]])
+  bad = jnp.array([[jnp.nan, 0.0, 1.0, 1.0], [30.0, 20.0, 29.5, 20.5]])
+  out = re3_task.sanitize_boxes(bad, fb, jnp.array([[40, 60], [40, 60]]), re3_task.TaskConfig())
+  np.testing.assert_allclose(out[0], fb[0])
+  # Ordered and grown to the 2-px minimum about the centre (29.75, 20.25).
+  np.testing.assert_allclose(out[1], [28.75, 19.25, 30.75, 21.25], atol=1e-5)
+
+
+def reference_loss(params, frames, boxes, valid_hw, key, p_pred, cfg):
+  """The Re3 loss written as one plain Python loop over time (no scan, no second pass): crop both
+  frames at the carried box, step, L1 against the crop-relative ground truth x10, feed back."""
+  from rolo_jax.data import crops as C
+  n_t, n_b = frames.shape[:2]
+  state = re3.initial_state(CFG, n_b)
+  box = jnp.asarray(boxes[0])
+  crop = lambda f, b: C.crop_batch(jnp.asarray(f), C.context_window(b, 2.0), CFG.crop_size, 0.0, valid_hw)
+  prev = crop(frames[0], box)
+  keys = jax.random.split(key, n_t)
+  total = 0.0
+  for t in range(n_t):
+    gt = jnp.asarray(boxes[t])
+    k_jit, k_coin = jax.random.split(keys[t])
+    cur = crop(frames[t], box)
+    win = C.context_window(box, 2.0)
+    state, (pred, _) = re3.step(params, state, re3.preprocess(jnp.stack([prev, cur], 1)), cfg=CFG)
+    total = total + jnp.mean(jnp.sum(jnp.abs(pred - C.to_crop(gt, win) * 10.0), -1))
+    dec = re3_task.sanitize_boxes(C.from_crop(jax.lax.stop_gradient(pred) / 10.0, win), gt, valid_hw, cfg)
+    dec = re3_task.nudge_boxes(dec, gt, cfg)
+    jit = re3_task.nudge_boxes(re3_task.jitter_boxes(k_jit, gt, cfg), gt, cfg)
+    box = jnp.where(jax.random.bernoulli(k_coin, p_pred, (n_b,))[:, None], dec, jit)
+    prev = crop(frames[t], box)
+  return total / n_t + optim.weight_decay_loss(params)
+
+
+def test_two_pass_loss_and_gradient_equal_a_plain_loop(params, batch):
+  # The update runs the feedback unroll forward-only and recomputes the network on the crops it
+  # saw (the fed-back boxes carry no gradient); loss and gradient must equal the direct loop's.
+  cfg = re3_task.TaskConfig()
+  key = jax.random.PRNGKey(11)
+  f = jax.jit(jax.value_and_grad(
+      lambda p, q: re3_task.unrolled_loss(p, *batch, key, q, model_cfg=CFG, cfg=cfg)[0]))
+  r = jax.jit(jax.value_and_grad(lambda p, q: reference_loss(p, *batch, key, q, cfg)))
+  for p_pred in (0.0, 0.5, 1.0):
+    l, g = f(params, p_pred)
+    lr_, gr = r(params, p_pred)
+    assert float(l) == pytest.approx(float(lr_), rel=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(gr)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- update
+
+
+def test_one_update_reduces_the_loss_on_a_fixed_batch(params, batch):
+  # Adam's first step moves every weight by ~lr; 1e-4 is small next to conv1's init scale.
+  opt = optim.make_optimizer(1e-4)
+  state = re3_task.TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+  key = jax.random.PRNGKey(5)
+  before, _ = eval_loss(params, batch, key, 0.0)
+  update = re3_task.make_update(CFG, opt, None, NO_JITTER)
+  state = jax.tree_util.tree_map(jnp.array, state)   # the update donates its input
+  new, m = update(state, batch, key, jnp.float32(0.0))
+  after, _ = eval_loss(new.params, batch, key, 0.0)
+  assert float(m["loss"]) == pytest.approx(float(before), rel=1e-5)
+  assert float(after) < float(before)
+  assert int(new.step) == 1
+  for k in ("grad_norm", "param_norm", "update_norm"):
+    assert np.isfinite(float(m[k])) and float(m[k]) > 0
+
+
+def test_p_pred_zero_and_one_both_run_and_differ(params, batch):
+  key = jax.random.PRNGKey(2)
+  l0, a0 = eval_loss(params, batch, key, 0.0)
+  l1, a1 = eval_loss(params, batch, key, 1.0)
+  assert float(a0["frac_pred"]) == 0.0 and float(a1["frac_pred"]) == 1.0
+  assert np.isfinite(float(l0)) and np.isfinite(float(l1))
+  # Step 0 is the same either way; later steps crop at different boxes.
+  assert float(a0["l1_t"][0]) == pytest.approx(float(a1["l1_t"][0]), rel=1e-6)
+  assert abs(float(a0["l1_t"][2]) - float(a1["l1_t"][2])) > 1e-3
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def coded_sequence(name, t, h, w, track_code, absent=()):
+  """Frames whose pixels say (frame index, track code, column): channel 0 = index, 1 = code,
+  2 = column; a 4x6 box moving 1 px per frame."""
+  frames = np.zeros((t, h, w, 3), np.uint8)
+  frames[..., 0] = np.arange(t)[:, None, None]
+  frames[..., 1] = track_code
+  frames[..., 2] = np.arange(w)[None, None, :]
+  boxes = np.array([[2.0 + i, 3.0, 4.0, 6.0] for i in range(t)])
+  boxes[list(absent)] = np.nan
+  return Sequence(name, ArrayFrames(frames), boxes)
+
+
+def test_sampler_windows_mirror_padding_and_determinism():
+  a = coded_sequence("a", 10, 20, 30, 1, absent=(4,))   # labelled windows of 3: starts 0, 1, 5, 6, 7
+  b = coded_sequence("b", 6, 25, 16, 2)
+  s = re3_data.Re3Sampler([a], [b], seed=0, p_real=0.5, p_mirror=0.5)
+  assert s.canvas_hw == (25, 30)
+  seen_mirror, seen_plain, seen_src = set(), set(), set()
+  for pos in range(30):
+    fr, bx, vhw = s.batch(pos, 3, 4)
+    assert fr.shape == (3, 4, 25, 30, 3) and fr.dtype == np.uint8
+    assert bx.shape == (3, 4, 4) and np.all(np.isfinite(bx))
+    for j in range(4):
+      code = int(fr[0, j, 0, 0, 1]) if fr[0, j, 0, 0, 1] else int(fr[0, j, 0, -1, 1])
+      h, w = vhw[j]
+      assert (h, w) == ((20, 30) if code == 1 else (25, 16))
+      seen_src.add(code)
+      idx = fr[:, j, 0, 0, 0].astype(int) if code == 1 else fr[:, j, 0, 0, 0].astype(int)
+      assert np.all(np.diff(idx) == 1)                       # consecutive frames
+      if code == 1:
+        assert 4 not in idx                                  # never an absent frame
+      assert np.all(fr[:, j, h:] == 0) and np.all(fr[:, j, :, w:] == 0)   # zero padding
+      mirrored = int(fr[0, j, 0, 0, 2]) == w - 1
+      x = 2.0 + idx
+      if mirrored:
+        seen_mirror.add(code)
+        np.testing.assert_array_equal(fr[0, j, 0, :w, 2], np.arange(w)[::-1])
+        np.testing.assert_allclose(bx[:, j, 0], w - (x + 4.0))
+        np.testing.assert_allclose(bx[:, j, 2], w - x)
+      else:
+        seen_plain.add(code)
+        np.testing.assert_allclose(bx[:, j], np.stack([x, 3 + 0 * x, x + 4, 9 + 0 * x], -1))
+  assert seen_src == {1, 2} and seen_mirror == {1, 2} and seen_plain == {1, 2}
+  # Deterministic in (seed, position); different positions differ.
+  f1, b1, _ = s.batch(7, 3, 4)
+  f2, b2, _ = re3_data.Re3Sampler([a], [b], seed=0).batch(7, 3, 4)
+  np.testing.assert_array_equal(f1, f2)
+  np.testing.assert_array_equal(b1, b2)
+  assert s.sample_plan(7, 3, 4) != s.sample_plan(8, 3, 4)
+
+
+def test_sampler_refuses_when_no_window_is_long_enough():
+  from rolo_jax.errors import DataError
+  s = re3_data.Re3Sampler([coded_sequence("a", 5, 8, 8, 1, absent=(2,))])
+  with pytest.raises(DataError, match="4 consecutive labelled frames"):
+    s.batch(0, 4, 1)
+
+
+# --------------------------------------------------------------------------- loop: resume, NaN
+
+
+def run_training(workdir, pool, **kw):
+  sampler = re3_data.Re3Sampler(pool, seed=1)
+  curriculum = cur.CurriculumConfig(stages=((2, 2), (3, 1)), stage_steps=(3,))
+  args = dict(workdir=str(workdir), model_cfg=CFG, curriculum=curriculum, sampler=sampler,
+              total_steps=6, lr=1e-3, warmup_steps=2, checkpoint_every=1, progress=False, seed=4)
+  args.update(kw)
+  return re3_task.train(**args)
+
+
+def leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_params(tmp_path, pool):
+  full, s_full = run_training(tmp_path / "full", pool)
+  part, s_part = run_training(tmp_path / "resumed", pool, stop_after=2)   # interrupted mid-stage 0
+  assert s_part["steps"] == 2 and ck.Checkpointer(str(tmp_path / "resumed")).latest_step() == 2
+  resumed, s_res = run_training(tmp_path / "resumed", pool)
+  assert s_res["resumed_from"] == 2 and s_res["steps_this_run"] == 4
+  assert s_res["stage_history"] == s_full["stage_history"] == [(0, 0), (3, 1)]
+  for x, y in zip(leaves(full.params), leaves(resumed.params)):
+    np.testing.assert_array_equal(x, y)
+  for x, y in zip(leaves(full.opt_state), leaves(resumed.opt_state)):
+    np.testing.assert_array_equal(x, y)
+  p_full, _ = ck.load_params(str(tmp_path / "full"))
+  p_res, meta = ck.load_params(str(tmp_path / "resumed"))
+  assert meta["step"] == 6 and meta["model"] == "re3" and meta["config"]["fc6_units"] == 32
+  for x, y in zip(leaves(p_full), leaves(p_res)):
+    np.testing.assert_array_equal(x, y)
+  # The training moved the parameters, and a finished workdir is not trained further.
+  init = re3.init(jax.random.split(jax.random.PRNGKey(4))[0], CFG)
+  assert any(not np.array_equal(x, y) for x, y in zip(leaves(init), leaves(full.params)))
+  again, s_again = run_training(tmp_path / "full", pool)
+  assert s_again["steps_this_run"] == 0
+  # A different model in the same workdir is refused.
+  with pytest.raises(loop.ConfigMismatchError, match="different 'config'"):
+    run_training(tmp_path / "full", pool, model_cfg=CFG.replace(lstm_hidden=8))
+
+
+def test_non_finite_loss_stops_naming_the_step_and_writes_no_checkpoint(tmp_path, pool):
+  with pytest.raises(loop.NonFiniteError, match=r"non-finite loss \(nan\) at step 3"):
+    run_training(tmp_path, pool, nan_at_step=3)
+  assert ck.Checkpointer(str(tmp_path)).all_steps() == [1, 2]
+
+
+# --------------------------------------------------------------------------- the CLI, kill -9
+
+
+def cli(workdir, *flags, env=None, wait=True):
+  cmd = [sys.executable, "-m", "experiments.re3_curriculum", "--smoke", "--noprogress",
+         f"--workdir={workdir}", *flags]
+  if wait:
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+
+
+@pytest.mark.slow
+def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
+  # Compiled executables are shared between the subprocesses through JAX's persistent cache.
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+  steps = ["--steps=40", "--stage_steps=20", "--checkpoint_every=1"]
+  done = cli(tmp_path / "a", *steps, env=env)
+  assert done.returncode == 0, done.stderr[-3000:]
+  metrics = json.load(open(tmp_path / "a" / "metrics.json"))
+  assert metrics["checkpoint_step"] == 40 and "re3" in metrics["test"]["trackers"]
+
+  proc = cli(tmp_path / "b", *steps, env=env, wait=False)
+  ckdir = tmp_path / "b" / "checkpoints"
+  deadline = time.time() + 240
+  while not (ckdir / "10").exists():
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    assert time.time() < deadline, "no checkpoint 10 within the time limit"
+    time.sleep(0.01)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  killed_at = ck.Checkpointer(str(tmp_path / "b")).latest_step()
+  assert 10 <= killed_at < 40, killed_at
+
+  resumed = cli(tmp_path / "b", *steps, env=env)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  summary = json.load(open(tmp_path / "b" / "train_summary.json"))
+  assert summary["resumed_from"] == killed_at and summary["steps"] == 40
+  pa, _ = ck.load_params(str(tmp_path / "a"))
+  pb, mb = ck.load_params(str(tmp_path / "b"))
+  assert mb["step"] == 40
+  for x, y in zip(leaves(pa), leaves(pb)):
+    np.testing.assert_array_equal(x, y)
+
+  # A NaN loss: one line on stderr naming the step, exit status 1, no checkpoint for it.
+  nan = cli(tmp_path / "c", "--steps=6", "--stage_steps=3", "--checkpoint_every=1", "--inject_nan_at=4",
+            env=env)
+  assert nan.returncode == 1
+  errors = [l for l in nan.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "non-finite loss (nan) at step 4" in errors[0], nan.stderr[-2000:]
+  assert "Traceback" not in nan.stderr
+  assert ck.Checkpointer(str(tmp_path / "c")).latest_step() == 3
