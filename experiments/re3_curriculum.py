@@ -42,9 +42,9 @@ flags.DEFINE_integer("num_train_seqs", 400, "Synthetic training sequences in the
 flags.DEFINE_string("synthetic_preset", "train", "Synthetic preset of the training pool.")
 flags.DEFINE_integer("num_test_seqs", 20, "Held-out synthetic test sequences (make_split('test')).")
 flags.DEFINE_integer("test_frames", 0, "Score only the first N frames of each test sequence (0: all).")
-flags.DEFINE_integer("steps", 1200, "Total training updates.")
+flags.DEFINE_integer("steps", 3000, "Total training updates.")
 flags.DEFINE_string("stages", "2x32,4x16,8x8,16x4,32x2", "Curriculum stages UNROLLxBATCH, in order.")
-flags.DEFINE_string("stage_steps", "240,240,240,240",
+flags.DEFINE_string("stage_steps", "300,450,600,750",
                     "Fixed stage lengths (steps; the last stage runs to --steps). Empty: plateau rule.")
 flags.DEFINE_integer("patience", 100, "Plateau rule: steps without a relative improvement >= min_delta.")
 flags.DEFINE_float("min_delta", 0.01, "Plateau rule: relative improvement of the smoothed loss that counts.")
@@ -52,9 +52,10 @@ flags.DEFINE_float("ema", 0.95, "Plateau rule: EMA factor of the smoothed loss."
 flags.DEFINE_integer("max_stage_steps", 0, "Plateau rule: cap on a stage's length (0: none).")
 flags.DEFINE_string("p_pred", "paper", "'paper' (0.25, 0.5, 0.75 as T doubles) or a fixed probability "
                     "(the authors' TF code: 0.8).")
-flags.DEFINE_float("lr", 1e-3, "Peak learning rate (paper: 1e-5 for a pretrained CaffeNet).")
+flags.DEFINE_float("lr", 7e-4, "Peak learning rate (paper: 1e-5 for a pretrained CaffeNet).")
 flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "paper"], "Learning-rate schedule.")
 flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up steps of the cosine schedule.")
+flags.DEFINE_float("lr_final_fraction", 0.3, "The cosine schedule ends at lr * this.")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off).")
 flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
                    "config, which conv1's init is divided by; 1: none).")
@@ -63,6 +64,7 @@ flags.DEFINE_integer("seed", 0, "Seed of init, data order and training noise.")
 flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
 flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of steps 5-8 here.")
 flags.DEFINE_bool("eval_only", False, "Skip training; evaluate the workdir's latest checkpoint.")
+flags.DEFINE_bool("eval", True, "Evaluate after training (--noeval: train only).")
 flags.DEFINE_bool("smoke", False, "A seconds-long configuration of the same code path (tests).")
 flags.DEFINE_string("eval_otb", None, "Also score the trained model on the OTB sequences in this folder.")
 flags.DEFINE_string("baselines", "static,kcf,csrt", "Baseline trackers to compare with.")
@@ -150,6 +152,7 @@ def run():
     _, summary = re3_task.train(
         workdir=workdir, model_cfg=model_cfg, curriculum=curriculum, sampler=sampler,
         total_steps=s["steps"], lr=s["lr"], lr_schedule=s["lr_schedule"],
+        lr_final_fraction=s["lr_final_fraction"],
         warmup_steps=s["warmup_steps"], clip_norm=s["clip_norm"] or None,
         group_lr_scales=(None if s["conv1_lr_scale"] < 0 else {"conv1": s["conv1_lr_scale"]}), cfg=task_cfg,
         seed=s["seed"], checkpoint_every=s["checkpoint_every"], profile_dir=s["profile_dir"],
@@ -166,6 +169,8 @@ def run():
           f"{v['frames_per_s']:.0f} frames/s (first step incl. compile {v['first_step_s']:.1f} s)")
     if summary["steps"] < s["steps"]:
       log(f"stopped after {summary['steps']} of {s['steps']} steps (--stop_after); not evaluating")
+      return
+    if not s["eval"]:
       return
 
   params, meta = load_params(workdir)
@@ -226,8 +231,8 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
-              "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "clip_norm", "conv1_lr_scale",
-              "weight_decay", "seed", "checkpoint_every", "profile_dir", "eval_only", "smoke",
+              "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
+              "weight_decay", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "baselines", "gif", "progress", "inject_nan_at", "stop_after")
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def test_init_values(tiny_params):
   assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))
   # He-uniform: std sqrt(2 / fan_in); conv1 also divided by init_input_std (raw pixel scale)
   np.testing.assert_allclose(float(jnp.std(p["conv1"]["w"])), (2 / 363) ** 0.5 / 64, rtol=0.05)
-  np.testing.assert_allclose(float(jnp.std(p["conv2"]["w"])), (2 / (25 * 12)) ** 0.5, rtol=0.05)
+  np.testing.assert_allclose(float(jnp.std(p["conv2"]["w"])), (2 / (25 * TINY.conv_channels[0] // TINY.conv_groups[1])) ** 0.5, rtol=0.05)
   np.testing.assert_allclose(float(jnp.std(p["fc6"]["w"])), (2 / 3424) ** 0.5, rtol=0.05)
   caffe = jax.eval_shape(lambda k: re3.init(k, TINY.replace(cell="caffe")), jax.random.PRNGKey(0))
   assert "forget_gate" in caffe["lstm1"]

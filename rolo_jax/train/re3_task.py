@@ -377,16 +377,18 @@ def default_lr_scales(model_cfg: re3.Re3Config) -> Dict[str, float]:
 
 @functools.lru_cache(maxsize=8)
 def _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps, clip_norm,
-                   group_lr_scales=()):
+                   group_lr_scales=(), lr_final_fraction=0.1):
   """(optimizer, schedule, jitted update) for one setting, built once per process, so repeated
   runs in one process (tests, resume) reuse the compiled executables of every stage shape."""
-  schedule = optim.lr_schedule(lr, total_steps, kind=lr_schedule, warmup_steps=warmup_steps)
+  schedule = optim.lr_schedule(lr, total_steps, kind=lr_schedule, warmup_steps=warmup_steps,
+                               final_fraction=lr_final_fraction)
   optimizer = optim.make_optimizer(schedule, clip_norm=clip_norm, group_lr_scales=dict(group_lr_scales))
   return optimizer, schedule, make_update(model_cfg, optimizer, schedule, cfg)
 
 
 def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_steps: int,
           lr: float = 1e-3, lr_schedule: str = "cosine", warmup_steps: int = 0,
+          lr_final_fraction: float = 0.1,
           clip_norm: Optional[float] = None, group_lr_scales: Optional[Dict[str, float]] = None,
           cfg: TaskConfig = TaskConfig(), seed: int = 0,
           checkpoint_every: int = 200, profile_dir: Optional[str] = None, progress: bool = True,
@@ -398,7 +400,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     model_cfg: the Re3 architecture.
     curriculum: rolo_jax.train.curriculum.CurriculumConfig.
     sampler: rolo_jax.train.re3_data.Re3Sampler (batches by position).
-    total_steps, lr, lr_schedule, warmup_steps, clip_norm: optimiser settings (optim.py).
+    total_steps, lr, lr_schedule, warmup_steps, lr_final_fraction, clip_norm: optimiser settings
+      (optim.lr_schedule / optim.make_optimizer).
     group_lr_scales: per-parameter-group lr factors (None: `default_lr_scales`; {} for none).
     cfg: TaskConfig of the unrolled loss.
     meta: extra JSON-able run description stored with the checkpoints.
@@ -411,7 +414,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     group_lr_scales = default_lr_scales(model_cfg)
   scales = tuple(sorted(group_lr_scales.items()))
   optimizer, schedule, update = _cached_update(model_cfg, cfg, float(lr), lr_schedule, int(total_steps),
-                                               int(warmup_steps), clip_norm, scales)
+                                               int(warmup_steps), clip_norm, scales,
+                                               float(lr_final_fraction))
 
   def init_fn(key):
     return init_train_state(key, model_cfg, optimizer, cfg)
@@ -421,6 +425,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
 
   run_meta = {"model": "re3", "config": model_cfg, "config_name": model_cfg.name, "task": cfg,
               "optimizer": {"lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
+                            "lr_final_fraction": lr_final_fraction,
                             "clip_norm": clip_norm, "total_steps": total_steps,
                             "group_lr_scales": dict(group_lr_scales)},
               "curriculum": {"stages": [list(s) for s in curriculum.stages],
