@@ -237,3 +237,39 @@ def test_heatmap_frame_inputs():
   np.testing.assert_array_equal(x[:, :5], 1)
   with pytest.raises(ValueError, match="features"):
     rolo.frame_inputs(np.ones((2, 4)), loc, cfg=cfg)
+
+
+# ---------------------------------------------------------------- residual read-out
+
+RES = rolo.RoloConfig(name="res", window=4, feature_dim=2, hidden_from="residual", hidden=3)   # D = 8
+
+
+def test_residual_config_limits():
+  with pytest.raises(ValueError, match="hidden"):
+    rolo.RoloConfig(hidden_from="residual")
+  with pytest.raises(ValueError, match="coordinate"):
+    rolo.RoloConfig(hidden_from="residual", hidden=4, mode="heatmap")
+  with pytest.raises(ValueError, match="zero-state"):
+    rolo.RoloConfig(hidden_from="residual", hidden=4, carry_state=True)
+
+
+def test_residual_with_a_zero_output_layer_is_the_latest_detection_of_the_window():
+  # Hand-made window of 4 frames: detections at steps 0 and 1, none at 2 and 3 (zeros), then a
+  # second window whose only detection is at step 2, and one with none at all.
+  def frame(loc):
+    return [0.3, -0.2, 0.0, *loc, 0.0]
+  a, b, c = [0.5, 0.4, 0.1, 0.2], [0.55, 0.42, 0.12, 0.2], [0.2, 0.7, 0.05, 0.1]
+  z = [0.0] * 4
+  windows = jnp.asarray([[frame(a), frame(b), frame(z), frame(z)],
+                         [frame(z), frame(z), frame(c), frame(z)],
+                         [frame(z)] * 4], jnp.float32)
+  params = rolo.init(jax.random.PRNGKey(0), RES)
+  params["out"]["w"] = jnp.zeros_like(params["out"]["w"])
+  pred, aux = rolo.apply(params, windows, cfg=RES)
+  np.testing.assert_allclose(pred, [b, c, z], atol=1e-7)
+  np.testing.assert_allclose(aux["steps"][0], [a, b, b, b], atol=1e-7)
+  np.testing.assert_allclose(aux["steps"][1], [z, z, c, c], atol=1e-7)
+  # a non-zero output layer adds h @ W + b on top of that anchor
+  params["out"]["b"] = jnp.asarray([0.01, -0.02, 0.0, 0.03])
+  pred2, _ = rolo.apply(params, windows, cfg=RES)
+  np.testing.assert_allclose(pred2, np.asarray([b, c, z]) + [0.01, -0.02, 0.0, 0.03], atol=1e-6)

@@ -29,6 +29,16 @@ Read-out of the prediction from the last hidden vector h (``hidden_from``):
 
   Since h = o ⊙ tanh(c), predictions lie in (-1, 1), which covers the [0, 1] targets.
 * ``'output_layer'`` — a smaller LSTM (H = cfg.hidden) and a linear layer: ŷ = h @ W + b.
+* ``'residual'`` (coordinate variant, zero-state windows; not in the paper) — the output layer
+  predicts a correction to the window's latest detection:
+
+      ŷ_k = h_k @ W + b + a_k,   a_k = (x, y, w, h) of the latest frame j <= k of the window with a
+                                       detection (its location values non-zero), 0 when none
+
+  so that W = 0, b = 0 is YOLO alone within the window. Why: with the faithful read-out the LSTM
+  has to rebuild the detection's four values through its gates, and on held-out synthetic
+  sequences it stayed far from its own input on frames whose detection was right (experiments.rolo
+  docstring has the numbers); the skip makes copying free and leaves the LSTM the corrections.
 
 Losses (``loss``), n the batch size (number of windows):
 
@@ -66,7 +76,7 @@ from rolo_jax.summary import count_params, param_table  # noqa: F401  (re-export
 
 Params = Dict[str, Any]
 MODES = ("coord", "heatmap")
-HIDDEN_FROM = ("faithful", "output_layer")
+HIDDEN_FROM = ("faithful", "output_layer", "residual")
 LOCATION_DIM = 6   # (class, x, y, w, h, confidence), class and confidence nulled
 
 
@@ -89,8 +99,11 @@ class RoloConfig:
       raise ValueError(f"RoloConfig.mode={self.mode!r}; choose from {', '.join(MODES)}")
     if self.hidden_from not in HIDDEN_FROM:
       raise ValueError(f"RoloConfig.hidden_from={self.hidden_from!r}; choose from {', '.join(HIDDEN_FROM)}")
-    if self.hidden_from == "output_layer" and self.hidden < 1:
-      raise ValueError("RoloConfig.hidden must be >= 1 with hidden_from='output_layer'")
+    if self.hidden_from in ("output_layer", "residual") and self.hidden < 1:
+      raise ValueError(f"RoloConfig.hidden must be >= 1 with hidden_from={self.hidden_from!r}")
+    if self.hidden_from == "residual" and (self.mode != "coord" or self.carry_state):
+      raise ValueError("RoloConfig: hidden_from='residual' is for the coordinate variant with zero-state "
+                       "windows (mode='coord', carry_state=False)")
     if self.window < 1 or self.feature_dim < 1 or self.heatmap_size < 1:
       raise ValueError(f"RoloConfig: window, feature_dim, heatmap_size must be >= 1 ({self})")
 
@@ -145,7 +158,7 @@ def _init(key, cfg: RoloConfig) -> Params:
   k_lstm, k_out = jax.random.split(key)
   cell_init, _ = lstm.make_cell("plain")
   params = {"lstm": cell_init(k_lstm, cfg.input_dim, cfg.lstm_hidden, forget_bias=cfg.forget_bias)}
-  if cfg.hidden_from == "output_layer":
+  if cfg.hidden_from != "faithful":
     lim = (6.0 / (cfg.hidden + cfg.out_dim)) ** 0.5
     params["out"] = {"w": jax.random.uniform(k_out, (cfg.hidden, cfg.out_dim), jnp.float32, -lim, lim),
                      "b": jnp.zeros((cfg.out_dim,), jnp.float32)}
@@ -160,12 +173,37 @@ def initial_state(cfg: RoloConfig, batch: int, dtype=jnp.float32) -> LSTMState:
   return lstm.zeros_state(batch, cfg.lstm_hidden, dtype)
 
 
-def readout(params: Params, h: jax.Array, *, cfg: RoloConfig) -> jax.Array:
-  """Prediction from hidden vectors h [..., H] -> [..., out_dim] (module docstring)."""
+def readout(params: Params, h: jax.Array, *, cfg: RoloConfig, anchor: Optional[jax.Array] = None) -> jax.Array:
+  """Prediction from hidden vectors h [..., H] -> [..., out_dim] (module docstring); 'residual'
+  adds ``anchor`` [..., 4] (``latest_detection``)."""
   if cfg.hidden_from == "faithful":
     s = cfg.readout_start
     return h[..., s:s + cfg.out_dim]
-  return h @ params["out"]["w"] + params["out"]["b"]
+  out = h @ params["out"]["w"] + params["out"]["b"]
+  if cfg.hidden_from == "residual":
+    if anchor is None:
+      raise ValueError("readout: hidden_from='residual' needs the anchor boxes")
+    out = out + anchor
+  return out
+
+
+def latest_detection(windows: jax.Array, *, cfg: RoloConfig) -> jax.Array:
+  """a_k of the 'residual' read-out: for every step k of every window, the (x, y, w, h) location
+  values of the latest step j <= k whose location values are not all zero; 0 when there is none.
+
+  Args:
+    windows: [B, N, D] coordinate-variant inputs.
+  Returns:
+    [B, N, 4].
+  """
+  f = cfg.feature_dim
+  loc = windows[..., f + 1:f + 5]
+  has = jnp.any(loc != 0, axis=-1)                                    # [B, N]
+  n = windows.shape[1]
+  idx = jnp.where(has, jnp.arange(n)[None, :], -1)
+  last = jax.lax.cummax(idx, axis=1)                                  # latest valid step <= k
+  a = jnp.take_along_axis(loc, jnp.maximum(last, 0)[..., None], axis=1)
+  return jnp.where((last >= 0)[..., None], a, 0.0)
 
 
 def apply(params: Params, windows: jax.Array, *, cfg: RoloConfig,
@@ -199,7 +237,8 @@ def apply(params: Params, windows: jax.Array, *, cfg: RoloConfig,
     final, (hs, cs) = unroll(step, params["lstm"], state0, jnp.swapaxes(windows, 0, 1),
                              checkpoint=checkpoint)
   hs = jnp.swapaxes(hs, 0, 1)                      # [B, N, H]
-  steps = readout(params, hs, cfg=cfg)
+  anchor = latest_detection(windows, cfg=cfg) if cfg.hidden_from == "residual" else None
+  steps = readout(params, hs, cfg=cfg, anchor=anchor)
   aux = {"steps": steps, "hidden": hs, "state": final,
          "next_state": LSTMState(h=hs[:, 0], c=cs[0])}
   return steps[:, -1], aux

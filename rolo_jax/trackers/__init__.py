@@ -100,6 +100,9 @@ register("static", "rolo_jax.trackers.baselines:make_static")
 register("kcf", "rolo_jax.trackers.baselines:make_kcf")
 register("csrt", "rolo_jax.trackers.baselines:make_csrt")
 register("re3", "rolo_jax.trackers.re3:make_re3")
+register("rolo", "rolo_jax.trackers.rolo:make_rolo")
+register("yolo", "rolo_jax.trackers.yolo_sort:make_yolo")
+register("yolo_sort", "rolo_jax.trackers.yolo_sort:make_yolo_sort")
 
 __all__ = [
     "Tracker", "MultiTracker", "TrackerCore", "CoreTracker", "run_tracker", "valid_boxes",

@@ -1,0 +1,136 @@
+"""Smoke runs of the ROLO experiments (the same code paths as the defaults, tiny sizes): detector
+pretraining, the coordinate and heatmap experiments, the step study, resuming, the exported
+tracker, and an OTB-layout folder when ../shared/data is present."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import rolo_jax  # noqa: F401
+
+from experiments import rolo as rolo_exp
+from experiments import rolo_heatmap, rolo_steps, yolo_pretrain
+from rolo_jax.data import paths
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("yolo"))
+  assert yolo_pretrain.main(["--config", "smoke", "--workdir", d, "--eval_sequences", "1", "--no_progress"]) == 0
+  m = json.load(open(os.path.join(d, "detector_metrics.json")))
+  assert m["steps"] == 6 and set(m["test"]) >= {"ap", "recall"}
+  return d
+
+
+def _finite_summary(metrics, names=("YOLO", "YOLO+SORT", "ROLO")):
+  for n in names:
+    s = metrics["summary"][n]
+    assert np.isfinite(s["average_overlap"]) and 0 <= s["average_overlap"] <= 1
+    assert s["frames"] > 0
+
+
+def test_rolo_experiment_smoke_all_protocols_and_resume(tmp_path, detector_dir):
+  wd = str(tmp_path / "rolo")
+  argv = ["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress", "--conf_thresh", "0.0"]
+  assert rolo_exp.main(argv) == 0     # --protocol all: one folder per protocol + summary
+  summary = open(os.path.join(wd, "summary.md")).read()
+  for p in ("sequences", "first_third", "third_labels"):
+    assert f"| {p} |" in summary
+    m = json.load(open(os.path.join(wd, p, "metrics.json")))
+    _finite_summary(m)
+    assert m["protocol"] == p and m["rolo"]["train_summary"]["steps_this_run"] == 6
+    for f in ("overlap_table.md", "success.png"):
+      assert os.path.getsize(os.path.join(wd, p, f)) > 0
+    assert len(m["gifs"]) == 1 and os.path.getsize(m["gifs"][0]) > 0
+  m = json.load(open(os.path.join(wd, "sequences", "metrics.json")))
+  # Training sequences are never scored under 'sequences'.
+  assert not set(m["train_sequences"]) & set(m["test_sequences"])
+  # Same workdir again: training resumes at its end (no new steps), same scores.
+  assert rolo_exp.main(argv + ["--protocol", "sequences"]) == 0
+  m2 = json.load(open(os.path.join(wd, "sequences", "metrics.json")))
+  assert m2["rolo"]["train_summary"]["steps_this_run"] == 0
+  assert m2["summary"]["ROLO"]["average_overlap"] == pytest.approx(m["summary"]["ROLO"]["average_overlap"])
+  # The exported tracker runs online through the common interface.
+  from rolo_jax import trackers
+  from rolo_jax.data import synthetic
+
+  tr = trackers.make_tracker("rolo", checkpoint=os.path.join(wd, "sequences", "tracker"))
+  seq = synthetic.make_sequence(7, synthetic.SyntheticConfig(num_frames=5))
+  boxes, fps = trackers.run_tracker(tr, seq)
+  assert boxes.shape == (5, 4) and np.all(np.isfinite(boxes))
+
+
+def test_heatmap_experiment_smoke(tmp_path, detector_dir):
+  wd = str(tmp_path / "hm")
+  assert rolo_heatmap.main(["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress",
+                            "--protocol", "first_third"]) == 0
+  m = json.load(open(os.path.join(wd, "first_third", "metrics.json")))
+  _finite_summary(m)
+  assert m["rolo"]["config"]["mode"] == "heatmap"
+  occ = m["occlusion"]
+  if occ["found"]:   # the smoke videos may or may not hold an occlusion
+    assert all(os.path.exists(p) for p in occ["paths"]) and occ["paths"][-1].endswith(".gif")
+    assert set(occ["occluded_frames"]) <= set(occ["shown_frames"])
+
+
+def test_step_study_smoke(tmp_path, detector_dir):
+  wd = str(tmp_path / "steps")
+  assert rolo_steps.main(["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress",
+                          "--steps_list", "1,3"]) == 0
+  out = json.load(open(os.path.join(wd, "steps.json")))
+  assert [r["N"] for r in out["rows"]] == [1, 3]
+  assert all(r["lstm_fps"] > 0 and 0 <= r["average_overlap"] <= 1 for r in out["rows"])
+  table = open(os.path.join(wd, "steps_table.md")).read()
+  assert "| 1 |" in table and "| 3 |" in table and "YOLO (reference)" in table
+  assert os.path.getsize(os.path.join(wd, "steps.png")) > 0
+
+
+def test_bad_arguments_are_clear(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    rolo_exp.main(["--smoke", "--workdir", str(tmp_path), "--detector", str(tmp_path / "missing")])
+  assert e.value.code == 2 and "detector folder does not exist" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    rolo_exp.main(["--smoke", "--workdir", str(tmp_path), "--config", "tiny_heatmap"])
+
+
+def test_otb_folder_third_labels(tmp_path, detector_dir):
+  root = paths.shared_data()
+  if root is None or not os.path.isdir(os.path.join(root, "otb", "Couple")):
+    pytest.skip("needs ../shared/data: otb/Couple")
+  # A one-sequence OTB folder (a link, not a copy) keeps the run short.
+  data = tmp_path / "otb"
+  data.mkdir()
+  os.symlink(os.path.join(root, "otb", "Couple"), data / "Couple")
+  wd = str(tmp_path / "otb_run")
+  assert rolo_exp.main(["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress",
+                        "--data_dir", str(data), "--protocol", "third_labels", "--conf_thresh", "0.0"]) == 0
+  m = json.load(open(os.path.join(wd, "third_labels", "metrics.json")))
+  _finite_summary(m)
+  assert m["test_sequences"] == ["Couple"]
+  # third_labels scores the unlabelled frames only: 2/3 of the 140 frames, minus frame 0's group.
+  assert m["summary"]["ROLO"]["frames"] == sum(1 for t in range(140) if t % 3 != 0)
+
+
+def test_occlusion_runs_use_scored_frames_only():
+  from types import SimpleNamespace
+
+  T = 10
+  gt = np.tile([[10.0, 10.0, 20.0, 20.0]], (T, 1))
+  assigned = gt.copy()
+  assigned[4:7] = np.nan                         # YOLO misses during the occlusion
+  heat = np.zeros((T, 32 * 32))
+  heat[:, 0] = 1.0                               # all heat in the top-left cell ...
+  cache = SimpleNamespace(num_frames=T, gt=gt, assigned=assigned, size=(64, 64), name="s",
+                          occluded=np.zeros(T, bool))
+  covered = np.zeros(T)
+  covered[3:8] = 0.5                             # occluded frames 3..7
+  seq = SimpleNamespace(meta={"covered_fraction": covered})
+  scored = np.arange(T) % 3 != 0                 # frames 3 and 6 trained ROLO
+  runs = rolo_heatmap.occlusion_runs(cache, seq, scored, heat)
+  assert len(runs) == 1
+  r = runs[0]
+  assert (r["first"], r["last"]) == (3, 7) and r["frames"] == [4, 5, 7]
+  assert r["yolo_missed"] == [True, True, False]
+  # ... cell (0, 0) covers [0, 2) px: outside the box at x, y >= 10, so no heat is on the target.
+  assert r["mean_heat_on_target"] == 0.0
