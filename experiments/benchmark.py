@@ -6,6 +6,7 @@ Run (from the repository root)::
   python -m experiments.benchmark --only synthetic --json /tmp/bench.json
   python -m experiments.benchmark --list
   python -m experiments.benchmark --only re3 --re3_configs tiny,paper --re3_targets 1,8
+  python -m experiments.benchmark --only memtrack --memtrack_configs cpu,paper --memtrack_targets 1,8
 
 Each benchmark is a function ``fn(args) -> list[record]`` registered with ``@register('name')``;
 a record is a dict with at least ``name``, ``config`` and ``frames_per_s`` (the median over
@@ -201,6 +202,100 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
   return out
 
 
+@register("memtrack")
+def bench_memtrack(args: argparse.Namespace) -> List[Record]:
+  """MemTrack online tracking frames/s (K targets × 3 scales in one jitted step), per config and K."""
+  import jax
+  import numpy as np
+
+  from rolo_jax.models import memtrack
+  from rolo_jax.trackers import memtrack as memtrack_tracker
+
+  configs = [c for c in (args.memtrack_configs or "cpu,paper").split(",") if c]
+  targets = [int(k) for k in (args.memtrack_targets or "1,8").split(",") if k]
+  height, width, frames = 480, 640, args.memtrack_frames
+  rng = np.random.default_rng(0)
+  video = rng.integers(0, 256, (frames + 1, height, width, 3), dtype=np.uint8)
+  out = []
+  for name in configs:
+    cfg = memtrack.CONFIGS[name]
+    params = jax.device_get(memtrack.init(jax.random.PRNGKey(0), cfg))
+    stats = jax.device_get(memtrack.init_batch_stats(cfg))
+    for k in targets:
+      xs = np.linspace(40, width - 140, k)
+      boxes = np.stack([xs, np.full(k, 150.0), np.full(k, 80.0), np.full(k, 120.0)], 1)
+      core = memtrack_tracker.MemTrackCore(params, stats, cfg)
+      t0 = time.perf_counter()
+      state = core.init_state(video[0], boxes)
+      for t in (1, 2):  # compiles the step (and warms up)
+        state, b = core.step(state, video[t])
+      compile_s = time.perf_counter() - t0
+
+      def run():
+        st = core.init_state(video[0], boxes)
+        for t in range(1, frames + 1):
+          st, bb = core.step(st, video[t])
+        np.asarray(bb)
+
+      timing = measure(run, args.repeats, warmup=1)
+      rec = make_record("memtrack", name, frames, timing, targets=k, compile_s=compile_s,
+                        target_frames_per_s=None, device=jax.devices()[0].device_kind,
+                        frame_size=f"{height}x{width}", params=memtrack.count_params(params))
+      rec["target_frames_per_s"] = rec["frames_per_s"] * k
+      out.append(rec)
+    del params
+  return out
+
+
+@register("rolo")
+def bench_rolo(args: argparse.Namespace) -> List[Record]:
+  """ROLO online frames/s: the tracking LSTM alone (one jitted window of N frames per frame, zero
+  state, as the paper's 'LSTM fps') per config and N, and the detectors (one frame per call)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from rolo_jax.models import rolo, yolo
+  from rolo_jax.train import yolo_task
+
+  out = []
+  frames = args.rolo_frames
+  for name in [c for c in (args.rolo_configs or "tiny,tiny_heatmap,paper").split(",") if c]:
+    base = rolo.CONFIGS[name]
+    windows = [int(n) for n in (args.rolo_windows or "").split(",") if n] or [base.window]
+    for n in windows:
+      cfg = base.replace(window=n)
+      params = rolo.init(jax.random.PRNGKey(0), cfg)
+      fn = jax.jit(lambda p, x, cfg=cfg: rolo.apply(p, x, cfg=cfg)[0])
+      x = jnp.zeros((1, n, cfg.input_dim), jnp.float32)
+      t0 = time.perf_counter()
+      fn(params, x).block_until_ready()
+      compile_s = time.perf_counter() - t0
+
+      def run():
+        y = None
+        for _ in range(frames):
+          y = fn(params, x)
+        y.block_until_ready()
+
+      out.append(make_record("rolo_lstm", f"{name} N={n}", frames, measure(run, args.repeats),
+                             compile_s=compile_s, params=rolo.count_params(params),
+                             device=jax.devices()[0].device_kind))
+  for name in [c for c in (args.rolo_detectors or "tiny_fast").split(",") if c]:
+    cfg = yolo_task.detector_config(name)
+    det = yolo_task.Detector(yolo.init(jax.random.PRNGKey(0), cfg), cfg, chunk=1)
+    video = np.random.default_rng(0).integers(0, 256, (frames, 128, 160, 3), dtype=np.uint8)
+    det(video[:1])
+
+    def run_det():
+      for f in video:
+        det.raw(f[None])
+
+    out.append(make_record("rolo_detector", name, frames, measure(run_det, args.repeats),
+                           size="128x160", device=jax.devices()[0].device_kind))
+  return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
@@ -247,6 +342,13 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
   p.add_argument("--re3_configs", default="tiny,small,paper", help="re3: comma-separated configs")
   p.add_argument("--re3_targets", default="1,8", help="re3: comma-separated numbers of targets")
   p.add_argument("--re3_frames", type=int, default=40, help="re3: frames per timed run")
+  p.add_argument("--memtrack_configs", default="cpu,paper", help="memtrack: comma-separated configs")
+  p.add_argument("--memtrack_targets", default="1,8", help="memtrack: comma-separated numbers of targets")
+  p.add_argument("--memtrack_frames", type=int, default=20, help="memtrack: frames per timed run")
+  p.add_argument("--rolo_configs", default="tiny,tiny_heatmap,paper", help="rolo: models.rolo configs")
+  p.add_argument("--rolo_windows", default="", help="rolo: comma-separated N (default: each config's)")
+  p.add_argument("--rolo_detectors", default="tiny_fast", help="rolo: yolo_task.DETECTOR_CONFIGS names")
+  p.add_argument("--rolo_frames", type=int, default=50, help="rolo: frames per timed run")
   args = p.parse_args(argv)
   if args.list:
     for name, fn in BENCHMARKS.items():

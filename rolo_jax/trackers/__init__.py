@@ -103,6 +103,8 @@ register("re3", "rolo_jax.trackers.re3:make_re3")
 register("rolo", "rolo_jax.trackers.rolo:make_rolo")
 register("yolo", "rolo_jax.trackers.yolo_sort:make_yolo")
 register("yolo_sort", "rolo_jax.trackers.yolo_sort:make_yolo_sort")
+register("memtrack", "rolo_jax.trackers.memtrack:make_memtrack")
+register("siamfc", "rolo_jax.trackers.memtrack:make_siamfc")
 
 __all__ = [
     "Tracker", "MultiTracker", "TrackerCore", "CoreTracker", "run_tracker", "valid_boxes",
