@@ -5,6 +5,10 @@
     python -m experiments.re3_curriculum --eval_only              # re-score the workdir's model
     python -m experiments.re3_curriculum --eval_otb ../shared/data/otb     # + real OTB sequences
     python -m experiments.re3_curriculum --data otb --data_dir DIR  # mix real tracks in (p = 0.5)
+    python -m experiments.re3_curriculum --data_parallel --compute_dtype bfloat16   # all local devices
+    # multi-host: on host i of N (the same command on each, process 0's address first):
+    python -m experiments.re3_curriculum --data_parallel --coordinator_address HOST0:1234 \
+        --num_processes N --process_id i --workdir SHARED_DIR
 
 Runtime of the default command (2-core CPU): see MEASURED below.  Running it again with the same
 --workdir resumes training from the last checkpoint (or only re-evaluates when training is done).
@@ -72,6 +76,15 @@ flags.DEFINE_bool("gif", True, "Render an annotated GIF of one test sequence.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_integer("inject_nan_at", None, "Testing: make the loss of this step NaN.")
 flags.DEFINE_integer("stop_after", None, "Testing: end the process after this many updates.")
+flags.DEFINE_bool("data_parallel", False, "Split each batch over every device (all processes) with "
+                  "jax.sharding; same results as one device to float rounding (rolo_jax.train.parallel).")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Forward/backward compute dtype "
+                  "(params and optimiser state stay float32). Part of the model config: a workdir resumes "
+                  "only with the dtype it started with.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 (the same on every "
+                    "host); unset: a single process.")
+flags.DEFINE_integer("num_processes", 1, "Multi-host: the number of processes (one per host).")
+flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index in [0, num_processes).")
 
 
 def main(argv):
@@ -114,6 +127,9 @@ def run():
   from rolo_jax.trackers.re3 import config_from_meta
 
   s = _settings()
+  from rolo_jax.train import parallel
+  # Before anything touches a device: jax.distributed must come first.
+  parallel.maybe_initialize_distributed(s["coordinator_address"], s["num_processes"], s["process_id"])
   t_start = time.time()
   workdir = os.path.abspath(s["workdir"])
   os.makedirs(workdir, exist_ok=True)
@@ -122,6 +138,8 @@ def run():
   model_cfg = re3.CONFIGS[s["config"]]
   if s["smoke"]:
     model_cfg = model_cfg.replace(name=model_cfg.name + "-smoke", **SMOKE_MODEL)
+  if s["compute_dtype"] != model_cfg.compute_dtype:
+    model_cfg = model_cfg.replace(compute_dtype=s["compute_dtype"])
   try:
     stages = cur.parse_stages(s["stages"])
     stage_steps = tuple(int(x) for x in s["stage_steps"].split(",") if x.strip()) or None
@@ -157,6 +175,7 @@ def run():
         group_lr_scales=(None if s["conv1_lr_scale"] < 0 else {"conv1": s["conv1_lr_scale"]}), cfg=task_cfg,
         seed=s["seed"], checkpoint_every=s["checkpoint_every"], profile_dir=s["profile_dir"],
         progress=s["progress"], nan_at_step=s["inject_nan_at"], stop_after=s["stop_after"],
+        parallel=parallel.DataParallel() if s["data_parallel"] else None,
         meta={"data": s["data"], "real_train_sequences": real_names,
               "synthetic_train": [s["synthetic_preset"], s["num_train_seqs"]]})
     train_info = {"seconds": time.time() - t0, "steps": summary["steps"],
@@ -172,6 +191,8 @@ def run():
       return
     if not s["eval"]:
       return
+  if not parallel.is_main_process():   # multi-host: process 0 evaluates
+    return
 
   params, meta = load_params(workdir)
   model_cfg = config_from_meta(meta)
@@ -233,7 +254,8 @@ _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
               "weight_decay", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
-              "eval_otb", "baselines", "gif", "progress", "inject_nan_at", "stop_after")
+              "eval_otb", "baselines", "gif", "progress", "inject_nan_at", "stop_after", "data_parallel",
+              "compute_dtype", "coordinator_address", "num_processes", "process_id")
 
 if __name__ == "__main__":
   app.run(main)

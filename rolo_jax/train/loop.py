@@ -104,7 +104,8 @@ def _inject_nan(batch):
 
 def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn: Callable,
           curriculum: cur_lib.CurriculumConfig, config: LoopConfig, meta: Dict[str, Any],
-          lr_fn: Optional[Callable[[int], float]] = None) -> Tuple[Any, Dict[str, Any]]:
+          lr_fn: Optional[Callable[[int], float]] = None,
+          place_state: Optional[Callable[[Any], Any]] = None) -> Tuple[Any, Dict[str, Any]]:
   """Runs (or resumes) a curriculum training run.
 
   Args:
@@ -117,6 +118,8 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     meta: JSON-able run description saved with every checkpoint ({'model', 'config', ...});
       resuming with a different 'model'/'config'/'task' raises ConfigMismatchError.
     lr_fn: step -> learning rate, for logging.
+    place_state: state -> state on the devices the update expects (data parallel:
+      `parallel.DataParallel.replicate`), applied after the init or the restore.
   Returns:
     (final TrainState, summary) with summary: steps, stage_history [(step, stage)],
     frames_per_s per stage, seconds, resumed_from.
@@ -144,6 +147,8 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     position = int(tr["data_position"])
     train_key = jnp.asarray(np.asarray(tr["rng_key"], np.uint32))
     stage_history = [tuple(x) for x in tr.get("stage_history", [])]
+  if place_state is not None:
+    state = place_state(state)
   step = int(state.step)
   if not stage_history:
     stage_history = [(step, cstate.stage)]
@@ -157,14 +162,18 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     ckpt.save(step, params=state.params, opt_state=state.opt_state, train=train_json(),
               meta=dict(meta, step=step))
 
+  # Multi-process runs: every process trains and joins the checkpoint saves (orbax synchronises
+  # them; process 0 writes), only process 0 writes logs and the summary.
+  main_process = jax.process_index() == 0
   writer = None
-  try:
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(os.path.join(workdir, "tb"))
-  except ImportError:  # logging is optional
-    pass
+  if main_process:
+    try:
+      from tensorboardX import SummaryWriter
+      writer = SummaryWriter(os.path.join(workdir, "tb"))
+    except ImportError:  # logging is optional
+      pass
 
-  log_file = open(os.path.join(workdir, "train_log.jsonl"), "a")
+  log_file = open(os.path.join(workdir, "train_log.jsonl") if main_process else os.devnull, "a")
   bar = None
   fps_by_stage: Dict[int, list] = {}
   t_start = time.time()
@@ -188,7 +197,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
         break
       stage_idx = cstate.stage
       stage = curriculum.stages[stage_idx]
-      if bar is None and config.progress:   # one bar per stage
+      if bar is None and config.progress and main_process:   # one bar per stage
         from tqdm import tqdm
         length = config.total_steps - step + cstate.steps   # the last stage / plateau rule
         if curriculum.stage_steps is not None and stage_idx < len(curriculum.stage_steps):
@@ -203,7 +212,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
       if config.nan_at_step is not None and step + 1 == config.nan_at_step:
         batch = _inject_nan(batch)
       p_pred = p_pred_fn(stage_idx)
-      state, metrics = update_fn(state, batch, train_key, jnp.float32(p_pred))
+      state, metrics = update_fn(state, batch, train_key, np.float32(p_pred))
       m = jax.device_get(metrics)
       dt = time.time() - t0
       if profiling and steps_this_run + 1 >= config.profile_steps[1]:
@@ -270,6 +279,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
              "stage_history": stage_history, "seconds": time.time() - t_start,
              "per_stage": {int(k): fps_summary(v) for k, v in sorted(fps_by_stage.items())},
              "final_stage": cstate.stage}
-  with open(os.path.join(workdir, "train_summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  if main_process:
+    with open(os.path.join(workdir, "train_summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
   return state, summary

@@ -198,7 +198,8 @@ def feedback_unroll(params: PyTree, frames: jax.Array, boxes: jax.Array, valid_h
 
 
 def teacher_forced_loss(params: PyTree, pairs: jax.Array, targets: jax.Array, *,
-                        model_cfg: re3.Re3Config, cfg: TaskConfig = TaskConfig()):
+                        model_cfg: re3.Re3Config, cfg: TaskConfig = TaskConfig(),
+                        batch_major: bool = False):
   """Pass 2: L1 of the network on fixed crop pairs (differentiable in params).
 
   The encoder runs once over all T*B*2 crops (outside the time loop: XLA's CPU convolution
@@ -206,9 +207,20 @@ def teacher_forced_loss(params: PyTree, pairs: jax.Array, targets: jax.Array, *,
   over time on the features.  Returns (mean L1, l1 [T, B]).
   """
   n_t, n_b = pairs.shape[0], pairs.shape[1]
-  x = re3.preprocess(pairs.reshape((n_t * n_b * 2,) + pairs.shape[3:]), model_cfg.mean_rgb)
-  feat, _ = re3.encode(params, x, cfg=model_cfg)
-  feat = feat.reshape(n_t, n_b, -1)   # [T, B, 2 D]: rows (t, b, 0) and (t, b, 1) are adjacent
+  if batch_major:
+    # Crops in (b, t, pair) order: with the batch split over devices (rolo_jax.train.parallel), a
+    # batch-major merge keeps each device's crops on that device; a time-major one made XLA gather
+    # every crop onto every device and run the whole encoder there.
+    x = jnp.swapaxes(pairs, 0, 1).reshape((n_b * n_t * 2,) + pairs.shape[3:])
+    feat, _ = re3.encode(params, re3.preprocess(x, model_cfg.mean_rgb), cfg=model_cfg)
+    # [B, T, 2 D] (rows (b, t, 0) and (b, t, 1) are adjacent) -> time-major [T, B, 2 D]
+    feat = jnp.swapaxes(feat.reshape(n_b, n_t, -1), 0, 1)
+  else:
+    # One device: time-major (the order the published single-device runs were measured with; the
+    # features are the same, only the summation order of the gradients differs).
+    x = re3.preprocess(pairs.reshape((n_t * n_b * 2,) + pairs.shape[3:]), model_cfg.mean_rgb)
+    feat, _ = re3.encode(params, x, cfg=model_cfg)
+    feat = feat.reshape(n_t, n_b, -1)   # [T, B, 2 D]: rows (t, b, 0) and (t, b, 1) are adjacent
 
   def body(p, state, f):
     state, (out, _) = re3.head_step(p, state, f, cfg=model_cfg)
@@ -222,7 +234,8 @@ def teacher_forced_loss(params: PyTree, pairs: jax.Array, targets: jax.Array, *,
 
 def unrolled_loss(params: PyTree, frames: jax.Array, boxes: jax.Array, valid_hw: jax.Array,
                   key: jax.Array, p_pred: jax.Array, *, model_cfg: re3.Re3Config,
-                  cfg: TaskConfig = TaskConfig()) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+                  cfg: TaskConfig = TaskConfig(),
+                  batch_major: bool = False) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """The Re3 training loss of one batch (module docstring): feedback unroll, then the L1 + decay.
 
   Args:
@@ -232,6 +245,8 @@ def unrolled_loss(params: PyTree, frames: jax.Array, boxes: jax.Array, valid_hw:
     valid_hw: [B, 2] int32 image size inside the canvas.
     key: PRNG key for this batch (split into T per-step keys).
     p_pred: scalar probability of feeding the prediction back.
+    batch_major: encode the crops in (b, t) order (data-parallel training keeps each device's
+      crops local); False: (t, b) order. Same values; only float summation order differs.
   Returns:
     (loss, aux) with aux: 'l1' (mean L1 per step), 'wd', 'iou' (mean IoU of the decoded
     predictions with the ground truth), 'frac_pred' (fraction of fed-back predictions), 'l1_t' [T]
@@ -240,7 +255,8 @@ def unrolled_loss(params: PyTree, frames: jax.Array, boxes: jax.Array, valid_hw:
   """
   n_t = frames.shape[0]
   ys = feedback_unroll(params, frames, boxes, valid_hw, key, p_pred, model_cfg=model_cfg, cfg=cfg)
-  l1_mean, l1 = teacher_forced_loss(params, ys["pairs"], ys["targets"], model_cfg=model_cfg, cfg=cfg)
+  l1_mean, l1 = teacher_forced_loss(params, ys["pairs"], ys["targets"], model_cfg=model_cfg, cfg=cfg,
+                                    batch_major=batch_major)
   wd = optim.weight_decay_loss(params, cfg.weight_decay)
   iou, used = ys["iou"], ys["used_pred"]
   aux = {"l1": l1_mean, "wd": wd, "iou": jnp.mean(iou),
@@ -275,8 +291,13 @@ def init_train_state(key: jax.Array, model_cfg: re3.Re3Config, optimizer: optax.
 
 
 def make_update(model_cfg: re3.Re3Config, optimizer: optax.GradientTransformation,
-                schedule: Optional[Callable] = None, cfg: TaskConfig = TaskConfig()):
+                schedule: Optional[Callable] = None, cfg: TaskConfig = TaskConfig(),
+                parallel=None):
   """The jitted update: update(state, batch, key, p_pred) -> (state, metrics).
+
+  With `parallel` (a rolo_jax.train.parallel.DataParallel) the update is jitted for its device
+  mesh: batch split over the devices, state replicated (`DataParallel.jit_update`); the state
+  must then be placed with `parallel.replicate`.
 
   Args to the returned function:
     state: TrainState (donated).
@@ -290,7 +311,7 @@ def make_update(model_cfg: re3.Re3Config, optimizer: optax.GradientTransformatio
     k = jax.random.fold_in(key, state.step)
     grad_fn = jax.value_and_grad(unrolled_loss, has_aux=True)
     (loss, aux), grads = grad_fn(state.params, frames, boxes, valid_hw, k, p_pred,
-                                 model_cfg=model_cfg, cfg=cfg)
+                                 model_cfg=model_cfg, cfg=cfg, batch_major=parallel is not None)
     with jax.named_scope("optimizer"):
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
@@ -299,6 +320,8 @@ def make_update(model_cfg: re3.Re3Config, optimizer: optax.GradientTransformatio
       metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
     return TrainState(params, opt_state, state.step + 1), metrics
 
+  if parallel is not None:
+    return parallel.jit_update(update)
   return jax.jit(update, donate_argnums=(0,))
 
 
@@ -377,13 +400,13 @@ def default_lr_scales(model_cfg: re3.Re3Config) -> Dict[str, float]:
 
 @functools.lru_cache(maxsize=8)
 def _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps, clip_norm,
-                   group_lr_scales=(), lr_final_fraction=0.1):
+                   group_lr_scales=(), lr_final_fraction=0.1, parallel=None):
   """(optimizer, schedule, jitted update) for one setting, built once per process, so repeated
   runs in one process (tests, resume) reuse the compiled executables of every stage shape."""
   schedule = optim.lr_schedule(lr, total_steps, kind=lr_schedule, warmup_steps=warmup_steps,
                                final_fraction=lr_final_fraction)
   optimizer = optim.make_optimizer(schedule, clip_norm=clip_norm, group_lr_scales=dict(group_lr_scales))
-  return optimizer, schedule, make_update(model_cfg, optimizer, schedule, cfg)
+  return optimizer, schedule, make_update(model_cfg, optimizer, schedule, cfg, parallel=parallel)
 
 
 def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_steps: int,
@@ -393,7 +416,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
           cfg: TaskConfig = TaskConfig(), seed: int = 0,
           checkpoint_every: int = 200, profile_dir: Optional[str] = None, progress: bool = True,
           nan_at_step: Optional[int] = None, stop_after: Optional[int] = None,
-          meta: Optional[Dict[str, Any]] = None):
+          meta: Optional[Dict[str, Any]] = None, parallel=None):
   """Trains (or resumes) Re3 in `workdir` with rolo_jax.train.loop.
 
   Args:
@@ -405,6 +428,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     group_lr_scales: per-parameter-group lr factors (None: `default_lr_scales`; {} for none).
     cfg: TaskConfig of the unrolled loss.
     meta: extra JSON-able run description stored with the checkpoints.
+    parallel: a rolo_jax.train.parallel.DataParallel: data-parallel training on its mesh (the
+      same global batches and results as one device, to float rounding); None: one device.
   Returns:
     (final TrainState, loop summary).
   """
@@ -415,13 +440,21 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   scales = tuple(sorted(group_lr_scales.items()))
   optimizer, schedule, update = _cached_update(model_cfg, cfg, float(lr), lr_schedule, int(total_steps),
                                                int(warmup_steps), clip_norm, scales,
-                                               float(lr_final_fraction))
+                                               float(lr_final_fraction), parallel)
 
   def init_fn(key):
     return init_train_state(key, model_cfg, optimizer, cfg)
 
   def batch_fn(position, stage):
     return tuple(sampler.batch(position, stage.unroll, stage.batch))
+
+  place_state = None
+  if parallel is not None:
+    place_state = parallel.replicate
+    host_batch_fn = batch_fn
+
+    def batch_fn(position, stage):   # runs in the loop's prefetch thread: the copy overlaps the step
+      return parallel.shard_batch(host_batch_fn(position, stage))
 
   run_meta = {"model": "re3", "config": model_cfg, "config_name": model_cfg.name, "task": cfg,
               "optimizer": {"lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
@@ -436,4 +469,4 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
                          seed=seed, profile_dir=profile_dir, progress=progress,
                          nan_at_step=nan_at_step, stop_after=stop_after)
   return loop.train(init_fn=init_fn, update_fn=update, batch_fn=batch_fn, curriculum=curriculum,
-                    config=lcfg, meta=run_meta, lr_fn=schedule)
+                    config=lcfg, meta=run_meta, lr_fn=schedule, place_state=place_state)
