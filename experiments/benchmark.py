@@ -202,6 +202,69 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
   return out
 
 
+@register("re3_train")
+def bench_re3_train(args: argparse.Namespace) -> List[Record]:
+  """Re3 training frames/s per curriculum stage, and whether the input pipeline keeps up.
+
+  For each stage (T unrolls x B tracks, `--re3_train_stages`) of `--re3_train_config`:
+    step: the jitted update (rolo_jax.train.re3_task.make_update) on one batch kept on the device,
+      median of --repeats runs of `--re3_train_steps` updates -> `frames_per_s` (T*B / step time),
+      `compile_s` (first call);
+    pipeline: Re3Sampler.batch on the default synthetic pool (what the training loop's prefetch
+      thread runs) -> `pipeline_frames_per_s`;
+  `pipeline_ratio` = pipeline frames/s over step frames/s: the loop prefetches batches in a
+  thread, so the pipeline is not the bottleneck while the ratio is above 1.
+  """
+  import jax
+  import numpy as np
+
+  from rolo_jax.models import re3
+  from rolo_jax.train import curriculum as cur
+  from rolo_jax.train import optim, re3_data, re3_task
+
+  cfg = re3.CONFIGS[args.re3_train_config]
+  stages = cur.parse_stages(args.re3_train_stages)
+  pool = re3_data.synthetic_pool(args.re3_train_pool, "train")
+  sampler = re3_data.Re3Sampler(pool, seed=0)
+  optimizer = optim.make_optimizer(optim.lr_schedule(1e-4, 1000, kind="constant"))
+  update = re3_task.make_update(cfg, optimizer)
+  key = jax.random.PRNGKey(0)
+  out = []
+  for stage in stages:
+    frames = stage.unroll * stage.batch
+    state = re3_task.init_train_state(key, cfg, optimizer)
+    batch = jax.device_put(tuple(sampler.batch(0, stage.unroll, stage.batch)))
+    p = np.float32(0.5)
+    t0 = time.perf_counter()
+    state, m = update(state, batch, key, p)
+    jax.block_until_ready(m["loss"])
+    compile_s = time.perf_counter() - t0
+    holder = {"state": state}
+
+    def run_steps():
+      st = holder["state"]
+      for _ in range(args.re3_train_steps):
+        st, mm = update(st, batch, key, p)
+      jax.block_until_ready(mm["loss"])
+      holder["state"] = st
+
+    timing = measure(run_steps, args.repeats, warmup=1)
+    pos = iter(range(1, 10**9))
+
+    def run_pipeline():
+      for _ in range(args.re3_train_steps):
+        sampler.batch(next(pos), stage.unroll, stage.batch)
+
+    pipe = measure(run_pipeline, args.repeats, warmup=0)
+    rec = make_record("re3_train", f"{cfg.name} {stage.unroll}x{stage.batch}",
+                      frames * args.re3_train_steps, timing, tracker="re3", targets=stage.batch,
+                      unroll=stage.unroll, compile_s=compile_s, device=jax.devices()[0].device_kind)
+    rec["pipeline_frames_per_s"] = statistics.median(frames * args.re3_train_steps / t for t in pipe.wall)
+    rec["pipeline_ratio"] = rec["pipeline_frames_per_s"] / rec["frames_per_s"]
+    out.append(rec)
+  return out
+
+
 @register("memtrack")
 def bench_memtrack(args: argparse.Namespace) -> List[Record]:
   """MemTrack online tracking frames/s (K targets × 3 scales in one jitted step), per config and K."""
@@ -318,7 +381,8 @@ def format_table(records: List[Record]) -> str:
   cols = ["name", "config", "frames_per_s", "frames_per_cpu_s", "seconds", "frames", "repeats"]
   # Printed extras (all keys go to --json): the informative ones present in these records.
   shown = ["targets", "size", "compile_s", "flops_per_frame", "peak_fraction", "limit_frames_per_s",
-           "limit_fraction", "matmul_flops_per_s", "memory_bytes_per_s"]
+           "limit_fraction", "pipeline_frames_per_s", "pipeline_ratio", "matmul_flops_per_s",
+           "memory_bytes_per_s"]
   header = cols + [k for k in shown if any(k in r for r in records)]
 
   def cell(v):
@@ -344,6 +408,11 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
   p.add_argument("--re3_frames", type=int, default=40, help="re3: frames per timed run")
   p.add_argument("--memtrack_configs", default="cpu,paper", help="memtrack: comma-separated configs")
   p.add_argument("--memtrack_targets", default="1,8", help="memtrack: comma-separated numbers of targets")
+  p.add_argument("--re3_train_config", default="tiny", help="re3_train: models.re3 config")
+  p.add_argument("--re3_train_stages", default="2x32,4x16,8x8,16x4,32x2",
+                 help="re3_train: curriculum stages UNROLLxBATCH")
+  p.add_argument("--re3_train_steps", type=int, default=5, help="re3_train: updates per timed run")
+  p.add_argument("--re3_train_pool", type=int, default=400, help="re3_train: synthetic training videos")
   p.add_argument("--memtrack_frames", type=int, default=20, help="memtrack: frames per timed run")
   p.add_argument("--rolo_configs", default="tiny,tiny_heatmap,paper", help="rolo: models.rolo configs")
   p.add_argument("--rolo_windows", default="", help="rolo: comma-separated N (default: each config's)")
