@@ -249,8 +249,26 @@ def test_residual_config_limits():
     rolo.RoloConfig(hidden_from="residual")
   with pytest.raises(ValueError, match="coordinate"):
     rolo.RoloConfig(hidden_from="residual", hidden=4, mode="heatmap")
-  with pytest.raises(ValueError, match="zero-state"):
+  with pytest.raises(ValueError, match="hold_detection"):
     rolo.RoloConfig(hidden_from="residual", hidden=4, carry_state=True)
+  rolo.RoloConfig(hidden_from="residual", hidden=4, carry_state=True, hold_detection=True)   # allowed
+
+
+def test_hold_locations_by_hand():
+  # detections in frames 1 and 4 only; frame 0 has none yet
+  a, b = [0.5, 0.4, 0.1, 0.2], [0.6, 0.7, 0.2, 0.1]
+  z = [0.0] * 4
+  loc = np.asarray([[0, *z, 0], [0, *a, 0], [0, *z, 0], [0, *z, 0], [0, *b, 0], [0, *z, 0]], np.float32)
+  want = np.asarray([[0, *z, 0], [0, *a, 1], [0, *a, 0], [0, *a, 0], [0, *b, 1], [0, *b, 0]], np.float32)
+  np.testing.assert_array_equal(rolo.hold_locations(loc), want)
+  # with held rows the residual anchor of a zero-state window is the last box even after a gap
+  # longer than the window (RES: N = 4; the window ending at frame 3 of [a, z, z, z, z] has no
+  # detection of its own)
+  cfg = RES.replace(hold_detection=True)
+  seq = np.concatenate([np.zeros((5, 2)), rolo.hold_locations([[0, *a, 0]] + [[0, *z, 0]] * 4)], 1)
+  params = rolo.init(jax.random.PRNGKey(0), cfg)
+  params["out"]["w"] = jnp.zeros_like(params["out"]["w"])
+  np.testing.assert_allclose(rolo.track_sequence(params, seq, cfg=cfg), [a] * 5, atol=1e-7)
 
 
 def test_residual_with_a_zero_output_layer_is_the_latest_detection_of_the_window():

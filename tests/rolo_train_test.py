@@ -261,10 +261,12 @@ def test_sequence_shorter_than_window_and_missing_initial_box():
 # --------------------------------------------------------------------------- online == cached
 
 
-@pytest.mark.parametrize("carry", [False, True])
-def test_online_rolo_tracker_equals_cached_pipeline(mini_detector, carry):
+@pytest.mark.parametrize("carry,residual", [(False, False), (True, False), (True, True)])
+def test_online_rolo_tracker_equals_cached_pipeline(mini_detector, carry, residual):
   seq = synthetic.make_sequence(3, SYN)
   cfg = MINI_ROLO.replace(carry_state=carry)
+  if residual:   # experiments.rolo's default kind: residual read-out, held detections, carried state
+    cfg = cfg.replace(hidden_from="residual", hidden=8, hold_detection=True)
   params = rolo.init(jax.random.PRNGKey(2), cfg)
   cache = rolo_task.cache_sequence(seq, mini_detector)
   want, _ = rolo_task.predict_cache(params, cfg, cache, feature_scale=0.5)
@@ -365,3 +367,20 @@ def test_l1_coordinate_loss_by_hand_and_bad_name():
   np.testing.assert_allclose(mse, 1.29, rtol=1e-5)
   with pytest.raises(ValueError, match="coord_loss"):
     rolo_task.batch_loss(params, x, t, m, cfg=cfg, coord_loss="l2")
+
+
+def test_overlap_losses_by_hand():
+  # pred [0,1]x[0,1]; target [0,1]x[0,0.5]: IoU 0.5, the enclosing box is the union -> GIoU 0.5.
+  # target [2,3]x[0,1]: IoU 0, enclosing 3, union 2 -> GIoU = -1/3, loss 4/3.
+  pred = jnp.asarray([[0.5, 0.5, 1.0, 1.0]] * 3)
+  tgt = jnp.asarray([[0.5, 0.25, 1.0, 0.5], [2.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]])
+  np.testing.assert_allclose(rolo_task.box_overlap_loss(pred, tgt, "iou"), [0.5, 1.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose(rolo_task.box_overlap_loss(pred, tgt, "giou"), [0.5, 4 / 3, 0.0], atol=1e-6)
+  # through batch_loss (x100) with a residual model whose output layer is zero: pred = the detection
+  cfg = rolo.RoloConfig(name="iou", window=2, feature_dim=1, hidden_from="residual", hidden=2)
+  params = rolo.init(jax.random.PRNGKey(0), cfg)
+  params["out"]["w"] = jnp.zeros_like(params["out"]["w"])
+  x = np.asarray([[[1.0, 0, 0.5, 0.5, 1.0, 1.0, 0]] * 2], np.float32)
+  t = np.asarray([[[0.5, 0.25, 1.0, 0.5]]], np.float32)
+  got, _ = rolo_task.batch_loss(params, x, t, np.ones((1, 1), np.float32), cfg=cfg, coord_loss="iou")
+  np.testing.assert_allclose(got, 50.0, rtol=1e-5)

@@ -29,16 +29,30 @@ Read-out of the prediction from the last hidden vector h (``hidden_from``):
 
   Since h = o ⊙ tanh(c), predictions lie in (-1, 1), which covers the [0, 1] targets.
 * ``'output_layer'`` — a smaller LSTM (H = cfg.hidden) and a linear layer: ŷ = h @ W + b.
-* ``'residual'`` (coordinate variant, zero-state windows; not in the paper) — the output layer
+* ``'residual'`` (coordinate variant; with a carried state only together with ``hold_detection``,
+  so that the anchor is in each frame's own input; not in the paper) — the output layer
   predicts a correction to the window's latest detection:
 
       ŷ_k = h_k @ W + b + a_k,   a_k = (x, y, w, h) of the latest frame j <= k of the window with a
                                        detection (its location values non-zero), 0 when none
 
-  so that W = 0, b = 0 is YOLO alone within the window. Why: with the faithful read-out the LSTM
+  so that W = 0, b = 0 is YOLO alone within the window (with ``hold_detection``: YOLO alone, the
+  assigned detection or the previous box when none). Why: with the faithful read-out the LSTM
   has to rebuild the detection's four values through its gates, and on held-out synthetic
   sequences it stayed far from its own input on frames whose detection was right (experiments.rolo
   docstring has the numbers); the skip makes copying free and leaves the LSTM the corrections.
+
+Held detections (``hold_detection=True``; not in the paper, ``hold_locations``): a frame without an
+assigned detection gets the latest earlier detection's (x, y, w, h) instead of zeros, and the
+location vector's last value (the confidence, nulled in the paper) becomes a "fresh" flag, 1 where
+the frame's own detection was assigned, 0 where the box is held:
+
+    B_t = (0, x, y, w, h, 1)          frame t has a detection
+    B_t = (0, x_j, y_j, w_j, h_j, 0)  none; j < t the latest frame with one (all zeros when none yet)
+
+Why: with zero rows, a zero-state window that falls inside a detection gap longer than N has no
+box at all (the residual anchor is 0), while YOLO alone keeps the last box; with held rows the
+anchor is always YOLO's box and the flag still tells the LSTM which frames are gaps.
 
 Losses (``loss``), n the batch size (number of windows):
 
@@ -90,6 +104,7 @@ class RoloConfig:
   hidden_from: str = "faithful"   # 'faithful' (slice of h, H = D) | 'output_layer' (H = hidden, linear)
   hidden: int = 0                 # LSTM width for 'output_layer'
   carry_state: bool = False       # False: every window from a zero state (paper)
+  hold_detection: bool = False    # True: frames without a detection repeat the last one (not in the paper)
   heatmap_size: int = 32
   coord_loss_scale: float = 100.0
   forget_bias: float = 1.0
@@ -101,9 +116,11 @@ class RoloConfig:
       raise ValueError(f"RoloConfig.hidden_from={self.hidden_from!r}; choose from {', '.join(HIDDEN_FROM)}")
     if self.hidden_from in ("output_layer", "residual") and self.hidden < 1:
       raise ValueError(f"RoloConfig.hidden must be >= 1 with hidden_from={self.hidden_from!r}")
-    if self.hidden_from == "residual" and (self.mode != "coord" or self.carry_state):
-      raise ValueError("RoloConfig: hidden_from='residual' is for the coordinate variant with zero-state "
-                       "windows (mode='coord', carry_state=False)")
+    if self.hidden_from == "residual" and (self.mode != "coord"
+                                           or (self.carry_state and not self.hold_detection)):
+      raise ValueError("RoloConfig: hidden_from='residual' is for the coordinate variant (mode='coord'), "
+                       "and with carry_state=True it needs hold_detection=True (the online tracker steps "
+                       "one frame at a time, so the anchor must be in the frame's own input)")
     if self.window < 1 or self.feature_dim < 1 or self.heatmap_size < 1:
       raise ValueError(f"RoloConfig: window, feature_dim, heatmap_size must be >= 1 ({self})")
 
@@ -140,6 +157,10 @@ CONFIGS: Dict[str, RoloConfig] = {
     "output_layer": RoloConfig(name="output_layer", hidden_from="output_layer", hidden=512),
     # CPU configs on 256-d features (yolo 'tiny'): faithful coord (H = 262) and heatmap (32²).
     "tiny": RoloConfig(name="tiny", feature_dim=256),
+    # experiments.rolo's default (not the paper; see its docstring): residual read-out on a 128-unit
+    # LSTM, held detections, state carried over the whole sequence.
+    "tiny_residual": RoloConfig(name="tiny_residual", feature_dim=256, hidden_from="residual", hidden=128,
+                                carry_state=True, hold_detection=True),
     "tiny_heatmap": RoloConfig(name="tiny_heatmap", window=3, feature_dim=256, mode="heatmap",
                                hidden_from="output_layer", hidden=256),
 }
@@ -330,6 +351,25 @@ def heatmap_to_box(heatmap, threshold: float = 0.5, size: int = 32) -> jax.Array
 
 # --------------------------------------------------------------------------------------------------
 # sequences and windows
+
+def hold_locations(locations) -> np.ndarray:
+  """Held location vectors (module docstring, ``hold_detection``).
+
+  Args:
+    locations: [T, 6] (0, x, y, w, h, 0) per frame, all zeros where no detection was assigned.
+  Returns:
+    float32 [T, 6]: (0, x, y, w, h, 1) where frame t has a detection, else the latest earlier
+    detection's (0, x, y, w, h, 0), zeros before the first detection.
+  """
+  loc = np.asarray(locations, np.float32).reshape(-1, LOCATION_DIM)
+  has = np.any(loc[:, 1:5] != 0, axis=1)
+  t = np.arange(len(loc))
+  last = np.maximum.accumulate(np.where(has, t, -1)) if len(loc) else np.zeros(0, np.int64)
+  out = np.where((last >= 0)[:, None], loc[np.maximum(last, 0)], 0.0).astype(np.float32)
+  out[:, 0] = 0.0
+  out[:, 5] = has.astype(np.float32)
+  return out
+
 
 def frame_inputs(features, locations, *, cfg: RoloConfig) -> jax.Array:
   """Per-frame LSTM inputs.

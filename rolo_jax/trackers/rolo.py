@@ -73,7 +73,11 @@ class RoloTracker(Tracker):
     feats, dets = self.detector(frame[None])
     a = self.assigner(dets[0])
     self.last_assignment = a
-    return rolo.frame_inputs(feats * np.float32(self.feature_scale), a.location[None], cfg=self.cfg)[0]
+    loc = np.asarray(a.location, np.float32).reshape(1, -1)
+    if self.cfg.hold_detection:   # models.rolo.hold_locations, one frame at a time
+      loc = rolo.hold_locations(np.concatenate([self.held, loc]))[1:]
+      self.held = loc
+    return rolo.frame_inputs(feats * np.float32(self.feature_scale), loc, cfg=self.cfg)[0]
 
   def _predict(self, x) -> np.ndarray:
     if self.cfg.carry_state:
@@ -95,6 +99,7 @@ class RoloTracker(Tracker):
     self._decode = functools.partial(rolo_task.decode_predictions, cfg=self.cfg, size=self.size)
     self.window = deque(maxlen=self.cfg.window)
     self.state = rolo.initial_state(self.cfg, 1)
+    self.held = np.zeros((1, rolo.LOCATION_DIM), np.float32)   # hold_detection: the last held B_t
     x = self._input(frame)
     self.first = x
     self.last_output = self._predict(x)

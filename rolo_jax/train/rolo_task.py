@@ -20,6 +20,7 @@ Training (``train_rolo``), zero-state windows (the paper): window k = frames e_k
 its LAST frame e_k, used only where e_k is a labelled frame with a visible target::
 
     coord   L = 100 · mean over the batch and the 4 values of (B̂ - B)²     B = relative (cx, cy, w, h)
+            (the paper; ``coord_loss`` 'l1', 'iou', 'giou' are alternatives, ``batch_loss``)
     heatmap L = mean over the batch of ‖Ĥ - H‖²                          H = 32×32 mask of the box
 
 Adam (optim.make_optimizer; the paper's lr 1e-5 with batch 1 is a flag away, the default uses
@@ -90,7 +91,7 @@ class RoloTaskConfig:
   clip_norm: float = 5.0
   feature_scale: float = 1.0
   feature_dropout: float = 0.0     # drop rate of the visual features in training (0: the paper)
-  coord_loss: str = "mse"          # 'mse' (the paper) | 'l1' (module docstring: why)
+  coord_loss: str = "mse"          # 'mse' (the paper) | 'l1' | 'iou' | 'giou' (batch_loss)
   weight_decay: float = 0.0        # L2 term wd · Σ ½‖v‖² added to the loss (0: the paper)
   carry_chunk: int = 64
   seed: int = 0
@@ -211,11 +212,13 @@ def suggest_feature_scale(caches: Seq[CachedSequence]) -> float:
 
 
 def sequence_inputs(cache: CachedSequence, cfg: rolo.RoloConfig, feature_scale: float = 1.0) -> np.ndarray:
-  """float32 [T, D] LSTM inputs of a cached sequence (``models.rolo.frame_inputs``)."""
+  """float32 [T, D] LSTM inputs of a cached sequence (``models.rolo.frame_inputs``; the location
+  vectors go through ``models.rolo.hold_locations`` first when ``cfg.hold_detection``)."""
   if cache.features.shape[1] != cfg.feature_dim:
     raise ValueError(f"{cache.name}: features are {cache.features.shape[1]}-d, the ROLO config "
                      f"{cfg.name!r} wants {cfg.feature_dim}")
-  return np.asarray(rolo.frame_inputs(cache.features * np.float32(feature_scale), cache.locations, cfg=cfg))
+  loc = rolo.hold_locations(cache.locations) if cfg.hold_detection else cache.locations
+  return np.asarray(rolo.frame_inputs(cache.features * np.float32(feature_scale), loc, cfg=cfg))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,7 +336,38 @@ def make_batch(data: WindowData, step: int, batch: int, seed: int = 0):
 # --------------------------------------------------------------------------------------------------
 # loss, update
 
-COORD_LOSSES = ("mse", "l1")
+COORD_LOSSES = ("mse", "l1", "iou", "giou")
+
+
+def box_overlap_loss(pred, target, kind: str = "iou", eps: float = 1e-6):
+  """1 - IoU (kind 'iou') or 1 - GIoU (kind 'giou') of relative (cx, cy, w, h) boxes.
+
+  IoU is invariant under scaling x and y separately, so the relative boxes give the pixel IoU.
+  Predicted w, h are clamped to >= eps. GIoU = IoU - (|C| - |A ∪ B|) / |C| with C the smallest box
+  enclosing both (Rezatofighi et al. 2019).
+
+  Args:
+    pred, target: [..., 4].
+  Returns:
+    [...] loss in [0, 1] (iou) or [0, 2] (giou).
+  """
+  pw, ph = jnp.maximum(pred[..., 2], eps), jnp.maximum(pred[..., 3], eps)
+  tw, th = target[..., 2], target[..., 3]
+  px1, px2 = pred[..., 0] - pw / 2, pred[..., 0] + pw / 2
+  py1, py2 = pred[..., 1] - ph / 2, pred[..., 1] + ph / 2
+  tx1, tx2 = target[..., 0] - tw / 2, target[..., 0] + tw / 2
+  ty1, ty2 = target[..., 1] - th / 2, target[..., 1] + th / 2
+  iw = jnp.maximum(jnp.minimum(px2, tx2) - jnp.maximum(px1, tx1), 0.0)
+  ih = jnp.maximum(jnp.minimum(py2, ty2) - jnp.maximum(py1, ty1), 0.0)
+  inter = iw * ih
+  union = pw * ph + tw * th - inter
+  iou = inter / jnp.maximum(union, eps)
+  if kind == "iou":
+    return 1.0 - iou
+  cw = jnp.maximum(px2, tx2) - jnp.minimum(px1, tx1)
+  ch = jnp.maximum(py2, ty2) - jnp.minimum(py1, ty1)
+  c = jnp.maximum(cw * ch, eps)
+  return 1.0 - (iou - (c - union) / c)
 
 
 def batch_loss(params, inputs, targets, mask, *, cfg: rolo.RoloConfig, coord_loss: str = "mse"):
@@ -343,14 +377,19 @@ def batch_loss(params, inputs, targets, mask, *, cfg: rolo.RoloConfig, coord_los
   read-out against the last frame's target (= ``models.rolo.loss`` when every mask is 1 and
   coord_loss is 'mse').
   Chunks (carry_state): inputs [B, L, D], targets / mask [B, L(, out)] -> every step.
-  coord_loss (coordinate variant): 'mse' 100 · mean (B̂ - B)² (the paper) or 'l1' 100 · mean |B̂ - B|.
+  coord_loss (coordinate variant): 'mse' 100 · mean (B̂ - B)² (the paper), 'l1' 100 · mean |B̂ - B|,
+  'iou' 100 · (1 - IoU(B̂, B)) or 'giou' 100 · (1 - GIoU(B̂, B)) (``box_overlap_loss``). 1 - IoU has no
+  gradient where the prediction misses the target, so frames whose detection is wrong do not pull a
+  residual model's box off the detections that are right (experiments.rolo has the numbers).
   """
   if coord_loss not in COORD_LOSSES:
     raise ValueError(f"coord_loss={coord_loss!r}; choose from {', '.join(COORD_LOSSES)}")
   _, aux = rolo.apply(params, inputs, cfg=cfg)
   pred = aux["steps"][:, -1:] if not cfg.carry_state else aux["steps"]
   diff = pred - targets
-  if cfg.mode == "coord":
+  if cfg.mode == "coord" and coord_loss in ("iou", "giou"):
+    per = box_overlap_loss(pred, targets, coord_loss) * cfg.coord_loss_scale
+  elif cfg.mode == "coord":
     err = jnp.abs(diff) if coord_loss == "l1" else jnp.square(diff)
     per = jnp.mean(err, axis=-1) * cfg.coord_loss_scale
   else:
@@ -591,6 +630,7 @@ def export_tracker(directory: str, params, cfg: rolo.RoloConfig, detector: "yolo
 __all__ = ["PROTOCOLS", "RoloTaskConfig", "rolo_config_from_json", "CachedSequence",
            "cache_from_detections", "cache_sequence", "cache_from_feature_folder", "write_cache",
            "relative_gt", "suggest_feature_scale", "sequence_inputs", "protocol_masks",
-           "split_sequences", "WindowData", "window_data", "make_batch", "batch_loss", "make_update",
+           "split_sequences", "WindowData", "window_data", "make_batch", "box_overlap_loss", "batch_loss",
+           "make_update",
            "train_rolo", "decode_predictions", "predict_cache", "masked_score", "baseline_boxes",
            "evaluate", "lstm_fps", "export_tracker"]
