@@ -89,6 +89,29 @@ def _key_data(key) -> list:
                     else key).astype(np.uint32).tolist()
 
 
+def open_writer(workdir: str):
+  """A tensorboardX SummaryWriter on <workdir>/tb, or None when tensorboardX is not installed."""
+  try:
+    from tensorboardX import SummaryWriter
+  except ImportError:  # logging is optional
+    return None
+  return SummaryWriter(os.path.join(workdir, "tb"))
+
+
+def write_scalars(writer, log_file, scalars: Dict[str, float], step: int):
+  """One log row: TensorBoard scalars train/<name> (when a writer exists) and a JSON line."""
+  if writer is not None:
+    for k, v in scalars.items():
+      writer.add_scalar(f"train/{k}", v, step)
+  log_file.write(json.dumps(dict(scalars, step=step)) + "\n")
+  log_file.flush()
+
+
+def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
+  """ConfigMismatchError when a checkpoint's model/config/task differ from this run's."""
+  _check_meta(saved, meta, workdir)
+
+
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
   for k in ("model", "config", "task"):
     if k in meta and k in saved and ckpt_lib.to_jsonable(meta[k]) != saved[k]:
@@ -167,11 +190,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   main_process = jax.process_index() == 0
   writer = None
   if main_process:
-    try:
-      from tensorboardX import SummaryWriter
-      writer = SummaryWriter(os.path.join(workdir, "tb"))
-    except ImportError:  # logging is optional
-      pass
+    writer = open_writer(workdir)
 
   log_file = open(os.path.join(workdir, "train_log.jsonl") if main_process else os.devnull, "a")
   bar = None
@@ -241,11 +260,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
             scalars[k] = float(m[k])
         if lr_fn is not None and "lr" not in scalars:
           scalars["lr"] = float(lr_fn(step - 1))
-        if writer is not None:
-          for k, v in scalars.items():
-            writer.add_scalar(f"train/{k}", v, step)
-        log_file.write(json.dumps(dict(scalars, step=step)) + "\n")
-        log_file.flush()
+        write_scalars(writer, log_file, scalars, step)
       if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", iou=f"{float(m.get('iou', np.nan)):.2f}",

@@ -54,7 +54,8 @@ from rolo_jax.errors import DataError
 from rolo_jax.models import memtrack
 from rolo_jax.train import checkpoint as ckpt_lib
 from rolo_jax.train import optim
-from rolo_jax.train.loop import NonFiniteError
+from rolo_jax.train import loop as loop_lib
+from rolo_jax.train.loop import ConfigMismatchError, NonFiniteError
 
 PyTree = Any
 
@@ -274,10 +275,6 @@ def init_state(key, model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig) ->
 # --------------------------------------------------------------------------- loop
 
 
-class ConfigMismatchError(ValueError):
-  """The workdir holds a checkpoint of another model or task configuration."""
-
-
 def run_meta(model_cfg, task_cfg, data: str) -> Dict[str, Any]:
   return {"model": "memtrack", "config": ckpt_lib.to_jsonable(model_cfg),
           "task": ckpt_lib.to_jsonable(task_cfg), "data": data}
@@ -317,11 +314,7 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
   state = init_state(init_key, model_cfg, task_cfg)
   resumed_from = ckpt.latest_step()
   if resumed_from is not None:
-    saved = ckpt.read_json(resumed_from)["meta"]
-    for k in ("model", "config", "task"):
-      if saved.get(k) != meta[k]:
-        raise ConfigMismatchError(f"{workdir}: its checkpoint has another '{k}' ({saved.get(k)}) "
-                                  f"than this run ({meta[k]}); use another --workdir")
+    loop_lib.check_meta(ckpt.read_json(resumed_from)["meta"], meta, workdir)
     r = ckpt.restore(params_like={"params": state.params, "batch_stats": state.batch_stats},
                      opt_state_like=state.opt_state, step=resumed_from)
     # Through numpy: orbax hands back device-committed arrays, which would make the jitted
@@ -339,12 +332,7 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
               train={"step": step, "seed": seed, "data_position": step, "rng_key": _key_list(train_key)},
               meta=dict(meta, step=step))
 
-  writer = None
-  try:
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(os.path.join(workdir, "tb"))
-  except ImportError:  # TensorBoard logging is optional
-    pass
+  writer = loop_lib.open_writer(workdir)
   log_file = open(os.path.join(workdir, "train_log.jsonl"), "a")
   bar = None
   if progress and step < total_steps:
@@ -383,11 +371,7 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
       steps_this_run += 1
       step_times.append(time.time() - t0)
       if step % log_every == 0 or step == total_steps:
-        if writer is not None:
-          for k, v in m.items():
-            writer.add_scalar(f"train/{k}", v, step)
-        log_file.write(json.dumps(dict(m, step=step)) + "\n")
-        log_file.flush()
+        loop_lib.write_scalars(writer, log_file, m, step)
       if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f"{m['data_loss']:.3f}", acc=f"{m['peak_acc']:.2f}", refresh=False)
