@@ -52,6 +52,10 @@ def build_parser(prog: str = "python -m experiments.memtrack") -> argparse.Argum
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--lr", type=float, default=1e-3)
   p.add_argument("--lr_decay_every", type=int, default=100, help="lr × 0.8 every this many steps")
+  p.add_argument("--exemplar_shift", type=float, default=8.0,
+                 help="training exemplars (t > 0) moved by up to this many px of a 127-px crop")
+  p.add_argument("--exemplar_stretch", type=float, default=0.10,
+                 help="training exemplars (t > 0) scaled by 1 ± up to this")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--checkpoint_every", type=int, default=100)
   p.add_argument("--n_test", type=int, default=20, help="held-out synthetic test sequences")
@@ -78,7 +82,8 @@ def train_model(args, config_name: Optional[str] = None, workdir: Optional[str] 
   if name not in memtrack.CONFIGS:
     raise ValueError(f"unknown --config {name!r}; choose from {', '.join(memtrack.CONFIGS)}")
   cfg = memtrack.CONFIGS[name]
-  tc = mt.TaskConfig(batch=args.batch, lr=args.lr, lr_decay_every=args.lr_decay_every)
+  tc = mt.TaskConfig(batch=args.batch, lr=args.lr, lr_decay_every=args.lr_decay_every,
+                     exemplar_shift=args.exemplar_shift, exemplar_stretch=args.exemplar_stretch)
   workdir = workdir or args.workdir
   t0, c0 = time.time(), time.process_time()
   seqs = mt.training_sequences(args.data, args.data_dir, num_synthetic=args.num_synthetic)

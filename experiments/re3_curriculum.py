@@ -4,6 +4,7 @@
     python -m experiments.re3_curriculum --smoke --workdir /tmp/re3_smoke   # seconds; same code path
     python -m experiments.re3_curriculum --eval_only              # re-score the workdir's model
     python -m experiments.re3_curriculum --eval_otb ../shared/data/otb     # + real OTB sequences
+    python -m experiments.re3_curriculum --eval_only --probe --baselines ""  # size/position response
     python -m experiments.re3_curriculum --data otb --data_dir DIR  # mix real tracks in (p = 0.5)
     python -m experiments.re3_curriculum --data_parallel --compute_dtype bfloat16   # all local devices
     # multi-host: on host i of N (the same command on each, process 0's address first):
@@ -73,6 +74,8 @@ flags.DEFINE_bool("smoke", False, "A seconds-long configuration of the same code
 flags.DEFINE_string("eval_otb", None, "Also score the trained model on the OTB sequences in this folder.")
 flags.DEFINE_string("baselines", "static,kcf,csrt", "Baseline trackers to compare with.")
 flags.DEFINE_bool("gif", True, "Render an annotated GIF of one test sequence.")
+flags.DEFINE_bool("probe", False, "Also measure how one step corrects a crop box of the wrong size or "
+                  "position on the test sequences (rolo_jax.eval.re3_probe); writes probe.json / probe.md.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_integer("inject_nan_at", None, "Testing: make the loss of this step NaN.")
 flags.DEFINE_integer("stop_after", None, "Testing: end the process after this many updates.")
@@ -228,6 +231,17 @@ def run():
       _write_reports(os.path.join(workdir, "otb_eval"), r_otb, held, "OTB", gif=False)
       metrics["otb"] = {"dir": os.path.abspath(s["eval_otb"]), "num_sequences": len(held),
                         "trackers": r_otb["summary"]}
+  if s["probe"]:
+    from rolo_jax.eval import re3_probe
+    rows = re3_probe.box_response(params, model_cfg, test)
+    table = re3_probe.format_rows(rows)
+    with open(os.path.join(workdir, "probe.json"), "w") as f:
+      json.dump(rows, f, indent=1)
+    with open(os.path.join(workdir, "probe.md"), "w") as f:
+      f.write(f"Re3 one-step box response, {rows[0]['frames']} frame pairs of {len(test)} test sequences "
+              f"(rolo_jax/eval/re3_probe.py)\n\n{table}\n")
+    log(table)
+    metrics["probe"] = rows
   metrics["total_seconds"] = time.time() - t_start
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1)
@@ -254,7 +268,7 @@ _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
               "weight_decay", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
-              "eval_otb", "baselines", "gif", "progress", "inject_nan_at", "stop_after", "data_parallel",
+              "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ Occlusion pictures: in every held-out sequence the frames where the target is oc
 generator's ``covered_fraction`` >= 0.1, ground truth present) are grouped into runs of
 consecutive frames; a run's statistics use its scored frames only (frames whose labels trained
 ROLO are excluded): "heat on target" is the mean share of the heatmap's (non-negative) mass inside
-the ground-truth box (``eval.heatmaps.heat_on_target``). The run with the most scored frames where
-YOLO's assigned detection misses the target (none, or IoU < 0.5 with the ground truth) while at
-least half of the heat stays on it is drawn (ties: most YOLO misses, then the heat on target;
-every run's statistics are listed in metrics.json['occlusion']['all_runs']): frames from 3 before
+the ground-truth box (``eval.heatmaps.heat_on_target``). A frame is "held" when YOLO's
+assigned detection misses the target (none, or IoU < 0.5 with the ground truth) while at least half
+of the heat stays on it.  Drawn: among runs with at least 3 YOLO misses, the one with the largest
+share of held frames among its misses (then the most held frames, then the mean heat); without such
+a run, the one with the most held frames (every run's statistics, with its held count, are listed
+in metrics.json['occlusion']['all_runs']): frames from 3 before
 to 3 after the run (at most 30, around its most covered frame), one PNG each plus a GIF, in
 <workdir>/<protocol>/occlusion/<sequence>/ (captions mark occluded frames, frames without a
 detection, and frames whose label was used in training). Left panel: frame with the ground truth
@@ -49,6 +51,7 @@ from rolo_jax.errors import cli_main
 
 PAD = 3          # frames drawn before and after an occlusion
 MAX_SHOWN = 30   # a longer occlusion is drawn around its most covered frame
+MIN_MISSED = 3   # an occlusion run is a candidate picture when YOLO misses on this many frames
 
 
 def occlusion_runs(cache, seq, score_mask, heat, *, covered_min: float = 0.1) -> List[Dict[str, Any]]:
@@ -84,6 +87,25 @@ def occlusion_runs(cache, seq, score_mask, heat, *, covered_min: float = 0.1) ->
   return runs
 
 
+def held_frames(r: Dict[str, Any]) -> int:
+  """Scored frames of an occlusion run where YOLO misses the target and >= half the heat is on it."""
+  return sum(1 for m, h in zip(r["yolo_missed"], r["heat_on_target"]) if m and np.nan_to_num(h) >= 0.5)
+
+
+def pick_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """The occlusion run to draw (the paper's Fig. 6 claim: the heat stays on the target while the
+  detector loses it).  Among runs where YOLO misses on at least MIN_MISSED scored frames: the largest
+  share of held frames among the misses (the whole occlusion, ideally), then the most held frames,
+  then the mean heat.  Without such a run: the most held frames, then the most misses, the heat."""
+  def key(r):
+    missed = sum(r["yolo_missed"])
+    heat = np.nan_to_num(r["mean_heat_on_target"])
+    if missed >= MIN_MISSED:
+      return (1, held_frames(r) / missed, held_frames(r), heat)
+    return (0, held_frames(r), missed, heat)
+  return max(runs, key=key)
+
+
 def draw_occlusion(args, prep, raw, tracks, out_root: str, log=print) -> Dict[str, Any]:
   from rolo_jax.data import boxes as bx
   from rolo_jax.eval import heatmaps
@@ -94,12 +116,7 @@ def draw_occlusion(args, prep, raw, tracks, out_root: str, log=print) -> Dict[st
   if not runs:
     log("no occluded scored frame in the test sequences: no occlusion pictures")
     return {"found": False}
-  # The drawn run: most scored frames where YOLO's detection misses the target while at least half
-  # of the heat lies on it (the paper's Fig. 6 claim), then most YOLO misses, then the mean heat.
-  def key(r):
-    held = sum(1 for m, h in zip(r["yolo_missed"], r["heat_on_target"]) if m and np.nan_to_num(h) >= 0.5)
-    return (held, sum(r["yolo_missed"]), np.nan_to_num(r["mean_heat_on_target"]))
-  best = max(runs, key=key)
+  best = pick_run(runs)
   i = [c.name for c in prep.test_caches].index(best["sequence"])
   cache, seq = prep.test_caches[i], prep.test_seqs[i]
   lo, hi = max(0, best["first"] - PAD), min(cache.num_frames, best["last"] + PAD + 1)
@@ -135,14 +152,17 @@ def draw_occlusion(args, prep, raw, tracks, out_root: str, log=print) -> Dict[st
   f0, f1 = best["first"], best["last"]
   log(f"occlusion pictures: {cache.name}, occluded frames {f0}..{f1} (0-based; frame numbers "
       f"{seq.frame_numbers[f0]}..{seq.frame_numbers[f1]}); on its {len(best['frames'])} scored frames YOLO "
-      f"missed {sum(best['yolo_missed'])}, mean heat on target {best['mean_heat_on_target']:.2f} -> {out_dir}")
+      f"missed {sum(best['yolo_missed'])}, the heat kept >= half its mass on the target on {held_frames(best)} of "
+      f"those, mean heat on target {best['mean_heat_on_target']:.2f} -> {out_dir}")
   return {"found": True, "sequence": cache.name, "occluded_frames": list(range(f0, f1 + 1)),
           "scored_occluded_frames": best["frames"],
           "shown_frames": shown, "yolo_missed_frames": int(sum(best["yolo_missed"])),
           "mean_heat_on_target": best["mean_heat_on_target"], "dir": out_dir, "paths": paths,
           "per_frame": per_frame,
+          "held_frames": held_frames(best),
           "all_runs": [{k: r[k] for k in ("sequence", "first", "last", "mean_heat_on_target")} |
-                       {"scored": len(r["frames"]), "yolo_missed": int(sum(r["yolo_missed"]))} for r in runs]}
+                       {"scored": len(r["frames"]), "yolo_missed": int(sum(r["yolo_missed"])),
+                        "held": held_frames(r)} for r in runs]}
 
 
 def run(args, log=print) -> Dict[str, Any]:

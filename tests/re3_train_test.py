@@ -323,10 +323,12 @@ def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
   steps = ["--steps=24", "--stage_steps=12", "--checkpoint_every=1"]
-  done = cli(tmp_path / "a", *steps, env=env)   # uninterrupted, then evaluated
+  done = cli(tmp_path / "a", *steps, "--probe", env=env)   # uninterrupted, then evaluated
   assert done.returncode == 0, done.stderr[-3000:]
   metrics = json.load(open(tmp_path / "a" / "metrics.json"))
   assert metrics["checkpoint_step"] == 24 and "re3" in metrics["test"]["trackers"]
+  probe = json.load(open(tmp_path / "a" / "probe.json"))   # 5 sizes x 2 offsets, finite responses
+  assert len(probe) == 10 and all(np.isfinite(r["size_ratio"]) and r["frames"] > 0 for r in probe)
 
   proc = cli(tmp_path / "b", *steps, "--noeval", env=env, wait=False)
   ckdir = tmp_path / "b" / "checkpoints"

@@ -134,3 +134,24 @@ def test_occlusion_runs_use_scored_frames_only():
   assert r["yolo_missed"] == [True, True, False]
   # ... cell (0, 0) covers [0, 2) px: outside the box at x, y >= 10, so no heat is on the target.
   assert r["mean_heat_on_target"] == 0.0
+
+
+def test_pick_run_prefers_heat_held_through_the_whole_occlusion():
+  def run(name, missed, heat):
+    return {"sequence": name, "yolo_missed": missed, "heat_on_target": heat,
+            "mean_heat_on_target": float(np.mean(heat))}
+
+  # A long occlusion where the heat is held on 6 of 30 missed frames, a short one held on all 4,
+  # and one with only 2 misses (both held): too short to be a candidate.
+  long = run("long", [True] * 30, [0.6] * 6 + [0.1] * 24)
+  short = run("short", [True] * 4, [0.7, 0.6, 0.55, 0.5])
+  tiny = run("tiny", [True, True], [0.9, 0.9])
+  assert rolo_heatmap.held_frames(long) == 6 and rolo_heatmap.held_frames(short) == 4
+  assert rolo_heatmap.pick_run([long, short, tiny])["sequence"] == "short"
+  # Same share held: more held frames wins.
+  short5 = run("short5", [True] * 5, [0.6] * 5)
+  assert rolo_heatmap.pick_run([short, short5])["sequence"] == "short5"
+  # No run with enough misses: most held frames, then most misses.
+  a = run("a", [True, False], [0.8, 0.8])
+  b = run("b", [True, True], [0.8, 0.1])
+  assert rolo_heatmap.pick_run([a, b])["sequence"] == "b"
