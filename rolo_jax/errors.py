@@ -23,16 +23,33 @@ class DataError(ValueError):
     super().__init__(f"{where}: {message}")
 
 
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN/Inf loss or gradient; nothing was saved for that step."""
+
+  def __init__(self, step: int, what: str, value: float):
+    self.step, self.what, self.value = step, what, value
+    super().__init__(f"non-finite {what} ({value}) at step {step}; stopping without saving a "
+                     f"checkpoint for it (the last good checkpoint is kept)")
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir holds a checkpoint of a different model/task configuration."""
+
+
 def cli_main(main):
-  """Wrap an entry point so DataError / FileNotFoundError print one clear line and exit 2."""
+  """Wrap an entry point so DataError / FileNotFoundError / ConfigMismatchError print one clear
+  line and exit 2, and NonFiniteError one line and exit 1."""
   import sys
 
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except (DataError, FileNotFoundError, NotADirectoryError) as e:
+    except (DataError, ConfigMismatchError, FileNotFoundError, NotADirectoryError) as e:
       print(f"error: {e}", file=sys.stderr)
       raise SystemExit(2)
+    except NonFiniteError as e:
+      print(f"error: {e}", file=sys.stderr)
+      raise SystemExit(1)
     except BrokenPipeError:
       # Output piped into e.g. `head`, which closed early: not an error of ours.
       try:

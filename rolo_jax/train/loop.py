@@ -33,23 +33,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rolo_jax import errors
 from rolo_jax.train import checkpoint as ckpt_lib
 from rolo_jax.train import curriculum as cur_lib
 
 PyTree = Any
 
 
-class NonFiniteError(FloatingPointError):
-  """Training produced a NaN/Inf loss or gradient; nothing was saved for that step."""
-
-  def __init__(self, step: int, what: str, value: float):
-    self.step, self.what, self.value = step, what, value
-    super().__init__(f"non-finite {what} ({value}) at step {step}; stopping without saving a "
-                     f"checkpoint for it (the last good checkpoint is kept)")
-
-
-class ConfigMismatchError(ValueError):
-  """The workdir holds a checkpoint of a different model/task configuration."""
+# Defined in rolo_jax.errors (command-line entry points print them without a traceback).
+NonFiniteError = errors.NonFiniteError
+ConfigMismatchError = errors.ConfigMismatchError
 
 
 @dataclasses.dataclass
@@ -112,9 +105,33 @@ def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
   _check_meta(saved, meta, workdir)
 
 
+def _same_setting(current: Any, saved: Any) -> bool:
+  """Whether a saved 'model' / 'config' / 'task' entry describes the current one.
+
+  A dataclass field added after the checkpoint was written is absent from the saved entry; it
+  matches when the current value is the field's default (the convention for new fields: their
+  default reproduces the old behaviour), so old workdirs keep resuming and re-evaluating."""
+  cur = ckpt_lib.to_jsonable(current)
+  if cur == saved:
+    return True
+  if not (dataclasses.is_dataclass(current) and isinstance(cur, dict) and isinstance(saved, dict)):
+    return False
+  if set(saved) - set(cur):
+    return False
+  defaults = {f.name: f.default for f in dataclasses.fields(current)
+              if f.default is not dataclasses.MISSING}
+  for k, v in cur.items():
+    if k in saved:
+      if saved[k] != v:
+        return False
+    elif k not in defaults or ckpt_lib.to_jsonable(defaults[k]) != v:
+      return False
+  return True
+
+
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
   for k in ("model", "config", "task"):
-    if k in meta and k in saved and ckpt_lib.to_jsonable(meta[k]) != saved[k]:
+    if k in meta and k in saved and not _same_setting(meta[k], saved[k]):
       raise ConfigMismatchError(
           f"{workdir}: its checkpoint was trained with a different '{k}' ({saved[k]}) than this run "
           f"({ckpt_lib.to_jsonable(meta[k])}); use another --workdir")

@@ -56,6 +56,7 @@ from rolo_jax.data import boxes as bx
 from rolo_jax.data import synthetic
 from rolo_jax.models import yolo
 from rolo_jax.train import checkpoint as ckpt_lib
+from rolo_jax.train import loop as loop_lib
 from rolo_jax.train import optim
 
 PyTree = Any
@@ -211,12 +212,9 @@ def make_batch(data: MultiObjectImages, step: int, batch: int, cfg: yolo.YoloCon
 # --------------------------------------------------------------------------------------------------
 # the training loop shared by the ROLO tasks
 
-class NonFiniteError(FloatingPointError):
-  """A loss or gradient norm became NaN/Inf; nothing was saved for that step."""
-
-
-class ConfigMismatchError(ValueError):
-  """The workdir holds a checkpoint of another configuration."""
+# The same errors as the curriculum loop's (one class each, whichever loop raised it).
+NonFiniteError = loop_lib.NonFiniteError
+ConfigMismatchError = loop_lib.ConfigMismatchError
 
 
 def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn: Callable,
@@ -248,12 +246,7 @@ def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn
   step = 0
   resumed_from = ck.latest_step()
   if resumed_from is not None:
-    saved = ck.read_json(resumed_from)["meta"]
-    for k in ("model", "config", "task"):
-      if k in meta and k in saved and ckpt_lib.to_jsonable(meta[k]) != saved[k]:
-        raise ConfigMismatchError(
-            f"{workdir}: its checkpoint was trained with a different '{k}' ({saved[k]}) than this run "
-            f"({ckpt_lib.to_jsonable(meta[k])}); use another --workdir")
+    loop_lib.check_meta(ck.read_json(resumed_from)["meta"], meta, workdir)
     r = ck.restore(params_like=params, opt_state_like=opt_state, step=resumed_from)
     params = jax.tree_util.tree_map(jnp.asarray, r["params"])
     opt_state = jax.tree_util.tree_map(jnp.asarray, r["opt_state"])
@@ -285,8 +278,7 @@ def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn
         m = {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
         for what in ("loss", "grad_norm"):
           if what in m and not math.isfinite(m[what]):
-            raise NonFiniteError(f"non-finite {what} ({m[what]}) at step {step + 1}; stopping without "
-                                 f"saving it (the last good checkpoint is kept)")
+            raise NonFiniteError(step + 1, what, m[what])
         step += 1
         steps_this_run += 1
         last = m
