@@ -272,8 +272,20 @@ def run(args, log=print) -> dict:
   return results
 
 
+def check_args(parser: argparse.ArgumentParser, args) -> None:
+  """Usage errors (one line, exit 2) for flag values the run cannot use."""
+  from rolo_jax.models import memtrack
+  if args.config not in memtrack.CONFIGS:
+    parser.error(f"--config {args.config!r}: choose from {', '.join(memtrack.CONFIGS)}")
+  if args.exemplar_shift < 0 or not 0 <= args.exemplar_stretch < 1:
+    parser.error(f"--exemplar_shift {args.exemplar_shift} / --exemplar_stretch {args.exemplar_stretch}: "
+                 "expected a shift >= 0 px and a stretch in [0, 1)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  check_args(parser, args)
   run(args)
   return 0
 

@@ -120,7 +120,10 @@ def r_table(r: dict) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  run(build_parser().parse_args(argv))
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  exp.check_args(parser, args)
+  run(args)
   return 0
 
 

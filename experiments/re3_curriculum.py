@@ -155,8 +155,13 @@ def run():
         stage_steps=stage_steps, max_stage_steps=s["max_stage_steps"] or None, p_pred=p_pred)
   except ValueError as e:
     raise app.UsageError(f"curriculum flags: {e}") from None
+  if s["size_noise"] < 0:
+    raise app.UsageError(f"--size_noise {s['size_noise']}: expected a Laplace scale >= 0")
   if s["crop_size"]:
-    model_cfg = model_cfg.replace(crop_size=s["crop_size"])
+    try:
+      model_cfg = model_cfg.replace(crop_size=s["crop_size"])
+    except ValueError as e:
+      raise app.UsageError(f"--crop_size {s['crop_size']}: {e}") from None
   task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"])
   log = lambda msg: print(msg, flush=True)
 

@@ -21,8 +21,14 @@ def _fake_step(box_in_crop):
   return step
 
 
+def _cfg(name):
+  # A config name of its own: the tracker's jitted steps are cached per (static) config, so a fake
+  # step is never mixed up with one traced earlier in the same process.
+  return re3.CONFIGS["tiny"].replace(name=f"tiny-{name}")
+
+
 def test_a_model_that_copies_the_box_corrects_nothing(monkeypatch, seqs):
-  cfg = re3.CONFIGS["tiny"]
+  cfg = _cfg("copy")
   monkeypatch.setattr(re3, "step", _fake_step([0.25, 0.25, 0.75, 0.75]))   # the crop box itself
   rows = re3_probe.box_response(None, cfg, seqs, sizes=(0.7, 1.0, 1.3), offsets=(0.0, 0.25), every=3)
   assert len(rows) == 6 and all(r["frames"] == rows[0]["frames"] > 0 for r in rows)
@@ -39,7 +45,7 @@ def test_a_model_that_copies_the_box_corrects_nothing(monkeypatch, seqs):
 
 def test_a_shrinking_model_reports_its_bias(monkeypatch, seqs):
   # Output 0.4 of the window wide (the crop box is 0.5): width = 0.8 x the crop box's width.
-  cfg = re3.CONFIGS["tiny"]
+  cfg = _cfg("shrink")
   monkeypatch.setattr(re3, "step", _fake_step([0.3, 0.3, 0.7, 0.7]))
   rows = re3_probe.box_response(None, cfg, seqs, sizes=(1.0, 1.3), offsets=(0.0,), every=3)
   assert rows[0]["size_ratio"] == pytest.approx(0.8, rel=1e-4)

@@ -23,41 +23,24 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence as Seq
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rolo_jax.data import crops as crops_lib
+from rolo_jax.data import boxes as box_ops
+from rolo_jax.errors import DataError
 from rolo_jax.models import re3
+from rolo_jax.trackers import re3 as re3_tracker
 
 SIZES = (0.7, 0.85, 1.0, 1.15, 1.3)
 OFFSETS = (0.0, 0.25)
 
 
-def _xyxy(b: np.ndarray) -> np.ndarray:
-  return np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]], np.float32)
-
-
-def _step_fn(cfg: re3.Re3Config):
-  size = cfg.crop_size
-
-  def fn(params, prev_frames, frames, prev_boxes, boxes, valid_hw):
-    def crop(img, box):
-      return crops_lib.crop_batch(img, crops_lib.context_window(box, 2.0), size, 0.0, valid_hw)
-
-    z = crop(prev_frames, prev_boxes)
-    state = re3.initial_state(cfg, boxes.shape[0])
-    state, _ = re3.step(params, state, re3.preprocess(jnp.stack([z, z], 1), cfg.mean_rgb), cfg=cfg)
-    pair = jnp.stack([crop(prev_frames, boxes), crop(frames, boxes)], 1)
-    _, (y, _) = re3.step(params, state, re3.preprocess(pair, cfg.mean_rgb), cfg=cfg)
-    return crops_lib.from_crop(y / cfg.output_scale, crops_lib.context_window(boxes, 2.0))
-
-  return jax.jit(fn)
-
-
 def box_response(params, cfg: re3.Re3Config, sequences: Seq[Any], *, sizes=SIZES, offsets=OFFSETS,
                  every: int = 10) -> List[Dict[str, float]]:
   """The probe of the module docstring: one row per (size, offset) with the medians over frames.
+
+  The two steps are the online tracker's own (`rolo_jax.trackers.re3`: its first-frame pass, then
+  one tracking step without the 32-frame reset), run for all perturbations of a frame pair at
+  once as K targets.
 
   Args:
     params, cfg: a Re3 model.
@@ -67,9 +50,13 @@ def box_response(params, cfg: re3.Re3Config, sequences: Seq[Any], *, sizes=SIZES
   Returns:
     [{'size', 'offset', 'frames', 'size_ratio', 'centre_error', 'size_correction',
       'centre_correction'}] (corrections None where undefined: size 1 or offset 0).
+  Raises:
+    DataError: no probed frame pair has ground truth in both frames.
   """
-  fn = _step_fn(cfg)
-  samples = []   # (prev_frame, frame, g_prev xyxy, g xywh, hw)
+  grid = [(float(s), float(o)) for s in sizes for o in offsets]
+  sx = np.array([s for s, _ in grid])
+  dx = np.array([o for _, o in grid])
+  ratios, errs = [], []   # per frame pair: [len(grid)]
   for seq in sequences:
     boxes = np.asarray(seq.boxes, np.float64)
     for t in range(1, len(boxes), every):
@@ -77,26 +64,26 @@ def box_response(params, cfg: re3.Re3Config, sequences: Seq[Any], *, sizes=SIZES
       if not (np.all(np.isfinite(g0)) and np.all(np.isfinite(g)) and g0[2] > 0 and g[2] > 0):
         continue
       prev, cur = np.asarray(seq.frames[t - 1]), np.asarray(seq.frames[t])
-      samples.append((prev, cur, _xyxy(g0), g, prev.shape[:2]))
-  if not samples:
-    raise ValueError("box_response: no frame pair with ground truth in both frames")
+      start = np.tile(box_ops.xywh_to_xyxy(g0).astype(np.float32), (len(grid), 1))
+      moved = box_ops.scale_about_centre(np.tile(g, (len(grid), 1)), sx)
+      moved[:, 0] += dx * g[2]
+      state, _ = re3_tracker._first_pass(params, prev, start, cfg=cfg, context=re3_tracker.CONTEXT)
+      _, out = re3_tracker._track_step(params, state, state, prev, cur,
+                                       box_ops.xywh_to_xyxy(moved).astype(np.float32), cfg=cfg,
+                                       context=re3_tracker.CONTEXT, reset=False)
+      out = np.asarray(out)
+      ratios.append((out[:, 2] - out[:, 0]) / g[2])
+      errs.append((0.5 * (out[:, 0] + out[:, 2]) - (g[0] + g[2] / 2)) / g[2])
+  if not ratios:
+    raise DataError(None, "Re3 box-response probe: no frame pair with ground truth in both frames "
+                          "among the probed ones")
+  ratio, err = np.median(np.stack(ratios), axis=0), np.median(np.stack(errs), axis=0)
   rows = []
-  for s in sizes:
-    for off in offsets:
-      ratios, errs = [], []
-      for prev, cur, g0, g, hw in samples:
-        cx, cy = g[0] + g[2] / 2 + off * g[2], g[1] + g[3] / 2
-        w, h = g[2] * s, g[3] * s
-        box = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]], np.float32)
-        out = np.asarray(fn(params, prev[None], cur[None], g0[None], box,
-                            np.array([hw], np.int32)))[0]
-        ratios.append((out[2] - out[0]) / g[2])
-        errs.append((0.5 * (out[0] + out[2]) - (g[0] + g[2] / 2)) / g[2])
-      ratio, err = float(np.median(ratios)), float(np.median(errs))
-      rows.append({"size": float(s), "offset": float(off), "frames": len(samples),
-                   "size_ratio": ratio, "centre_error": err,
-                   "size_correction": None if s == 1.0 else (s - ratio) / (s - 1.0),
-                   "centre_correction": None if off == 0.0 else (off - err) / off})
+  for k, (s, off) in enumerate(grid):
+    rows.append({"size": s, "offset": off, "frames": len(ratios),
+                 "size_ratio": float(ratio[k]), "centre_error": float(err[k]),
+                 "size_correction": None if s == 1.0 else (s - float(ratio[k])) / (s - 1.0),
+                 "centre_correction": None if off == 0.0 else (off - float(err[k])) / off})
   return rows
 
 

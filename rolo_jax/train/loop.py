@@ -137,6 +137,17 @@ def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
           f"({ckpt_lib.to_jsonable(meta[k])}); use another --workdir")
 
 
+def close_run(bar, writer, log_file, pool) -> None:
+  """Closes what a training loop opened: progress bar and TensorBoard writer (either may be None),
+  the JSON-lines log and the prefetch pool (a pending batch is dropped)."""
+  if bar is not None:
+    bar.close()
+  if writer is not None:
+    writer.close()
+  log_file.close()
+  pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _inject_nan(batch):
   frames, boxes, valid_hw = batch
   return frames, np.full_like(boxes, np.nan), valid_hw
@@ -292,12 +303,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   finally:
     if profiling:
       jax.profiler.stop_trace()
-    if bar is not None:
-      bar.close()
-    if writer is not None:
-      writer.close()
-    log_file.close()
-    pool.shutdown(wait=False, cancel_futures=True)
+    close_run(bar, writer, log_file, pool)
   if step == config.total_steps:
     save()  # no-op when that step is saved already
   ckpt.close()

@@ -378,12 +378,7 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
       if step % checkpoint_every == 0 or step == total_steps:
         save()
   finally:
-    if bar is not None:
-      bar.close()
-    if writer is not None:
-      writer.close()
-    log_file.close()
-    pool.shutdown(wait=False, cancel_futures=True)
+    loop_lib.close_run(bar, writer, log_file, pool)
   ckpt.close()
   warm = step_times[1:] or step_times
   summary = {"steps": step, "steps_this_run": steps_this_run, "resumed_from": resumed_from,
