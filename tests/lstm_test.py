@@ -267,6 +267,30 @@ def test_zeros_state_and_make_cell():
     lstm.make_cell("gru")
 
 
+@pytest.mark.parametrize("kind", lstm.CELL_KINDS)
+def test_transposed_layout_gives_the_same_step(kind):
+  init, step = lstm.make_cell(kind)
+  params = init(jax.random.PRNGKey(5), 6, 4)
+  pt = lstm.transposed(params)
+  leaves = lambda t: {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+  a, b = leaves(params), leaves(pt)
+  assert len(a) == len(b) and not any(k.endswith("['w']") for k in b)
+  for k, shape in a.items():
+    if k.endswith("['w']"):
+      assert b[k[:-len("['w']")] + "['w_t']"] == shape[::-1]
+    else:
+      assert b[k] == shape
+  assert leaves(lstm.transposed(pt)) == b and lstm.hidden_size(pt) == lstm.hidden_size(params) == 4
+  rng = np.random.RandomState(6)
+  s = LSTMState(h=jnp.asarray(rng.randn(3, 4), jnp.float32), c=jnp.asarray(rng.randn(3, 4), jnp.float32))
+  x = jnp.asarray(rng.randn(3, 6), jnp.float32)
+  (sa, ha), (sb, hb) = step(params, s, x), step(pt, s, x)
+  np.testing.assert_allclose(np.asarray(hb), np.asarray(ha), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(sb.c), np.asarray(sa.c), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="features"):
+    step(pt, s, x[:, :5])
+
+
 def test_wrong_input_size_is_a_clear_error():
   p = lstm.init_caffe(jax.random.PRNGKey(0), 4, 3)
   with pytest.raises(ValueError, match="input has 5 features but the weights expect 4"):

@@ -153,6 +153,10 @@ def test_grouped_conv_equals_two_convs_on_channel_halves():
   w = jnp.asarray(rng.randn(5, 5, 3, 8), jnp.float32)  # groups=2: each half sees 3 of 6 inputs
   b = jnp.asarray(rng.randn(8), jnp.float32)
   got = re3.conv2d(x, w, b, groups=2)
+  # conv2d computes groups as separate convolutions; XLA's own grouped convolution is the reference.
+  ref = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     feature_group_count=2) + b
+  np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
   lo = re3.conv2d(x[..., :3], w[..., :4], b[:4])
   hi = re3.conv2d(x[..., 3:], w[..., 4:], b[4:])
   np.testing.assert_allclose(np.asarray(got), np.asarray(jnp.concatenate([lo, hi], -1)), rtol=1e-5, atol=1e-5)
@@ -257,6 +261,28 @@ def test_apply_equals_loop_over_step_and_jit(tiny_params):
   boxes_j, aux_j = jitted(tiny_params, crops, state0, cfg=TINY, checkpoint=True)
   np.testing.assert_allclose(np.asarray(boxes_j), np.asarray(boxes), rtol=1e-4, atol=1e-5)
   assert isinstance(aux_j["state"], re3.Re3State)
+
+
+def test_step_with_transposed_weights_equals_the_training_layout():
+  # The tracker's inference layout (every matrix stored [out, in]) on a config that exercises the
+  # Caffe cell and grouped convolutions: same outputs and state as the [in, out] training layout.
+  cfg = TINY.replace(cell="caffe", conv_groups=(1, 2, 1, 2, 2))
+  params = re3.init(jax.random.PRNGKey(3), cfg)
+  pt = lstm.transposed(params)
+  assert "w" not in pt["fc6"] and pt["fc6"]["w_t"].shape == params["fc6"]["w"].shape[::-1]
+  assert pt["conv2"]["w"].shape == params["conv2"]["w"].shape           # 4-D kernels untouched
+  assert pt["lstm1"]["input_gate"]["w_t"].shape == params["lstm1"]["input_gate"]["w"].shape[::-1]
+  pairs = tiny_pairs((2, 2), seed=4)
+  s0 = re3.initial_state(cfg, 2)
+  step = jax.jit(lambda p, s, x: re3.step(p, s, x, cfg=cfg))
+  s_a, (o_a, _) = step(params, s0, pairs)
+  s_b, (o_b, _) = step(pt, s0, pairs)
+  s_a, (o_a2, _) = step(params, s_a, pairs[::-1])
+  s_b, (o_b2, _) = step(pt, s_b, pairs[::-1])
+  for u, v in [(o_a, o_b), (o_a2, o_b2)] + list(zip(jax.tree_util.tree_leaves(s_a),
+                                                     jax.tree_util.tree_leaves(s_b))):
+    np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-4, atol=1e-5)
+  assert float(jnp.max(jnp.abs(o_a2 - o_a))) > 1e-3   # the second step did something different
 
 
 def test_gradients_finite_with_checkpoint(tiny_params):

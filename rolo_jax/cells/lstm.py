@@ -54,6 +54,12 @@ Initialisation: weight matrices are Glorot-uniform per gate block (fan_in = rows
 diagonal peepholes Glorot-uniform on a length-H vector (limit sqrt(3/H), as TF's default for
 ``w_*_diag``); biases 0 except the forget gate; LN scales 1, shifts 0 (forget shift ``forget_bias``).
 
+Weight layout: every matrix is stored ``'w'`` = [in, out] (training and checkpoints). For inference
+``transposed(params)`` stores each matrix as ``'w_t'`` = [out, in] instead; every step (and ``dense``)
+accepts either. Same numbers, different speed: for a batch of one, the matrix-vector product on the
+CPU streams an [out, in] matrix ~1.4–2x faster than an [in, out] one (XLA:CPU's GEMV wants the
+contraction axis contiguous; measured in WORKSPACE.md, #7), and these steps are memory-bound there.
+
 Dtypes: a step computes in the dtype of its weights (cast params to bfloat16 for mixed precision) and
 returns the new state in the dtype of the incoming state, so a float32 carry stays float32 inside
 ``lax.scan``; the returned h (the step output) is in the compute dtype.
@@ -106,6 +112,42 @@ def _diag(key, n: int, hidden: int, dtype) -> jax.Array:
   return jax.random.uniform(key, (n, hidden), dtype, -limit, limit)
 
 
+def dense(x: jax.Array, layer: Params) -> jax.Array:
+  """``x @ W`` (no bias) for a layer holding ``'w'`` [in, out] or ``'w_t'`` [out, in]; x: [..., in]."""
+  if "w_t" in layer:
+    wt = layer["w_t"]
+    return jax.lax.dot_general(x, wt, (((x.ndim - 1,), (1,)), ((), ())))
+  return x @ layer["w"]
+
+
+def weight_shape(layer: Params) -> Tuple[int, int]:
+  """(in, out) of a layer's matrix in either layout."""
+  if "w_t" in layer:
+    return tuple(layer["w_t"].shape[::-1])
+  return tuple(layer["w"].shape)
+
+
+def _weight(layer: Params) -> jax.Array:
+  return layer["w_t"] if "w_t" in layer else layer["w"]
+
+
+def transposed(params):
+  """The inference layout of any params tree: every dict holding a 2-D ``'w'`` gets ``'w_t'`` =
+  its transpose instead (other arrays, e.g. 4-D convolution kernels, unchanged). Host-side numpy
+  copies, so the transposes are contiguous. ``transposed(transposed(p)) == transposed(p)``."""
+  import numpy as np
+
+  if isinstance(params, dict):
+    out = {}
+    for k, v in params.items():
+      if k == "w" and getattr(v, "ndim", 0) == 2:
+        out["w_t"] = np.ascontiguousarray(np.asarray(v).T)
+      else:
+        out[k] = transposed(v)
+    return out
+  return params
+
+
 def _prepare(params_w: jax.Array, state: LSTMState, x: jax.Array):
   """Casts x and the state to the weights' (compute) dtype."""
   dt = params_w.dtype
@@ -149,13 +191,12 @@ def init_caffe(key, in_dim: int, hidden: int, *, forget_bias: float = 1.0, dtype
 
 def caffe_step(params: Params, state: LSTMState, x: jax.Array) -> Tuple[LSTMState, jax.Array]:
   """One step of the Caffe LSTM. x: [B, in]; returns (LSTMState [B, H] each, h [B, H])."""
-  w_z = params["block_input"]["w"]
-  hidden = w_z.shape[1]
-  _check_in(w_z.shape[0], hidden, x, 1, "caffe_step")
-  x, h, c = _prepare(w_z, state, x)
+  rows, hidden = weight_shape(params["block_input"])
+  _check_in(rows, hidden, x, 1, "caffe_step")
+  x, h, c = _prepare(_weight(params["block_input"]), state, x)
   xh = jnp.concatenate([x, h], axis=-1)
   xhc = jnp.concatenate([xh, c], axis=-1)
-  lin = lambda name, v: v @ params[name]["w"] + params[name]["b"]
+  lin = lambda name, v: dense(v, params[name]) + params[name]["b"]
   z = jnp.tanh(lin("block_input", xh))
   i = jax.nn.sigmoid(lin("input_gate", xhc))
   f = jax.nn.sigmoid(lin("forget_gate", xhc))
@@ -193,11 +234,11 @@ def init_peephole(key, in_dim: int, hidden: int, *, forget_bias: float = 1.0,
 
 
 def _fused_preact(params, state, x, name):
-  w = params["w"]
-  hidden = w.shape[1] // 4
-  _check_in(w.shape[0], hidden, x, 1, name)
-  x, h, c = _prepare(w, state, x)
-  a = jnp.concatenate([x, h], axis=-1) @ w
+  rows, cols = weight_shape(params)
+  hidden = cols // 4
+  _check_in(rows, hidden, x, 1, name)
+  x, h, c = _prepare(_weight(params), state, x)
+  a = dense(jnp.concatenate([x, h], axis=-1), params)
   return a, c
 
 
@@ -281,5 +322,5 @@ def make_cell(kind: str) -> Tuple[Callable, Callable]:
 def hidden_size(params: Params) -> int:
   """H of any cell's params."""
   if "block_input" in params:
-    return params["block_input"]["w"].shape[1]
-  return params["w"].shape[1] // 4
+    return weight_shape(params["block_input"])[1]
+  return weight_shape(params)[1] // 4

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rolo_jax.cells import lstm
 from rolo_jax.data import boxes as box_ops
 from rolo_jax.data import crops
 from rolo_jax.models import re3
@@ -139,7 +140,10 @@ class Re3Core:
 
   def __init__(self, params, cfg: re3.Re3Config, *, reset_every: Optional[int] = RESET_EVERY,
                context: float = CONTEXT):
-    self.params = jax.device_put(params)
+    # The inference layout (matrices stored [out, in]; rolo_jax.cells.lstm.transposed): the same
+    # numbers, but the one-target step is memory-bound on fc6 and the LSTMs, and XLA:CPU streams the
+    # transposed matrices faster (WORKSPACE.md, #7).
+    self.params = jax.device_put(lstm.transposed(params))
     self.cfg = cfg
     self.reset_every = int(reset_every or 0)
     self.context = float(context)
