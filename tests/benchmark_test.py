@@ -16,3 +16,35 @@ def test_re3_train_records_per_stage_with_pipeline_ratio():
   assert r["frames_per_s"] > 0 and r["pipeline_frames_per_s"] > 0 and r["compile_s"] > 0
   assert math.isclose(r["pipeline_ratio"], r["pipeline_frames_per_s"] / r["frames_per_s"])
   assert "pipeline_ratio" in benchmark.format_table(recs)
+
+
+def test_only_name_config_entries_set_the_config_flags():
+  args = argparse.Namespace(re3_configs="tiny,small,paper", memtrack_configs="cpu,paper",
+                            re3_train_config="tiny", rolo_configs="tiny")
+  assert benchmark.apply_only("re3:paper,memtrack,re3:tiny", args) == ["re3", "memtrack"]
+  assert args.re3_configs == "paper,tiny" and args.memtrack_configs == "cpu,paper"
+  assert benchmark.apply_only("re3_train:small", args) == ["re3_train"] and args.re3_train_config == "small"
+  assert benchmark.apply_only("", args) == list(benchmark.BENCHMARKS)
+  for bad, msg in [("nope", "unknown benchmark"), ("synthetic:x", "has no configs"),
+                   ("re3_train:tiny,re3_train:small", "one config")]:
+    try:
+      benchmark.apply_only(bad, args)
+    except ValueError as e:
+      assert msg in str(e)
+    else:
+      raise AssertionError(f"--only {bad} was accepted")
+
+
+def test_re3_records_carry_both_limits():
+  args = argparse.Namespace(re3_configs="tiny", re3_targets="1", re3_frames=2, repeats=1)
+  recs = benchmark.BENCHMARKS["re3"](args)
+  r, machine = recs[0], recs[-1]
+  assert r["config"] == "tiny" and r["targets"] == 1 and r["frames_per_s"] > 0
+  assert machine["memory_bytes_per_s"] == max(machine["memory_bytes_per_s_sum"],
+                                              machine["memory_bytes_per_s_matvec"])
+  if "limit_frames_per_s" in r:  # XLA's cost analysis is best effort
+    compute, memory = r["bound_compute_s"], r["bound_memory_s"]
+    assert math.isclose(r["limit_frames_per_s"], 1 / max(compute, memory))
+    assert math.isclose(r["serial_limit_frames_per_s"], 1 / (compute + memory))
+    assert math.isclose(r["serial_limit_fraction"], r["frames_per_s"] * (compute + memory))
+    assert r["serial_limit_fraction"] > r["limit_fraction"]
