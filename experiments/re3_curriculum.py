@@ -78,7 +78,9 @@ flags.DEFINE_string("eval_otb", None, "Also score the trained model on the OTB s
 flags.DEFINE_string("baselines", "static,kcf,csrt", "Baseline trackers to compare with.")
 flags.DEFINE_bool("gif", True, "Render an annotated GIF of one test sequence.")
 flags.DEFINE_bool("probe", False, "Also measure how one step corrects a crop box of the wrong size or "
-                  "position on the test sequences (rolo_jax.eval.re3_probe); writes probe.json / probe.md.")
+                  "position, and how the tracker scores when its fed-back centre or size is replaced "
+                  "by the ground truth, on the test sequences (rolo_jax.eval.re3_probe); writes "
+                  "probe.json / probe.md.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_integer("inject_nan_at", None, "Testing: make the loss of this step NaN.")
 flags.DEFINE_integer("stop_after", None, "Testing: end the process after this many updates.")
@@ -245,13 +247,19 @@ def run():
     from rolo_jax.eval import re3_probe
     rows = re3_probe.box_response(params, model_cfg, test)
     table = re3_probe.format_rows(rows)
+    oracle = re3_probe.oracle_runs(params, model_cfg, test)
+    oracle_table = re3_probe.format_oracle_rows(oracle)
     with open(os.path.join(workdir, "probe.json"), "w") as f:
-      json.dump(rows, f, indent=1)
+      json.dump({"box_response": rows, "oracle_runs": oracle}, f, indent=1)
     with open(os.path.join(workdir, "probe.md"), "w") as f:
       f.write(f"Re3 one-step box response, {rows[0]['frames']} frame pairs of {len(test)} test sequences "
-              f"(rolo_jax/eval/re3_probe.py)\n\n{table}\n")
+              f"(rolo_jax/eval/re3_probe.py)\n\n{table}\n\n"
+              f"The tracker with its fed-back box corrected by the ground truth after every step, "
+              f"{len(test)} test sequences\n\n{oracle_table}\n")
     log(table)
-    metrics["probe"] = rows
+    log(oracle_table)
+    metrics["probe"] = {"box_response": rows, "oracle_runs": [
+        {k: v for k, v in r.items() if k != "per_sequence"} for r in oracle]}
   metrics["total_seconds"] = time.time() - t_start
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=1)

@@ -60,3 +60,27 @@ def test_no_labelled_pair_is_a_clear_error(seqs):
   empty = dataclasses.replace(s, boxes=np.full_like(np.asarray(s.boxes, np.float64), np.nan))
   with pytest.raises(ValueError, match="no frame pair"):
     re3_probe.box_response(None, re3.CONFIGS["tiny"], [empty])
+
+
+def test_oracle_runs_of_a_model_that_copies_the_box(monkeypatch, seqs):
+  # The copying model keeps the first box forever: 'tracker' scores the static box, 'true centre'
+  # has zero centre error (P@20 = 1) with the first frame's size, 'true box' scores the ground truth.
+  from rolo_jax.eval import otb
+
+  cfg = _cfg("oracle")
+  monkeypatch.setattr(re3, "step", _fake_step([0.25, 0.25, 0.75, 0.75]))
+  rows = re3_probe.oracle_runs(None, cfg, seqs, modes=re3_probe.ORACLE_MODES)
+  by = {r["mode"]: r for r in rows}
+  gt = np.asarray(seqs[0].boxes, np.float64)
+  static = np.tile(gt[0], (len(gt), 1))
+  assert by["tracker"]["auc"] == pytest.approx(otb.score_sequence(gt, static).auc, abs=1e-4)
+  assert by["true box"]["auc"] == pytest.approx(otb.score_sequence(gt, gt).auc, abs=1e-6)
+  assert by["true centre"]["precision_20"] == pytest.approx(1.0)
+  sized = static.copy()
+  ok = np.all(np.isfinite(gt), axis=1)
+  sized[ok, 2:] = gt[ok, 2:]                       # first centre, true size (what 'true size' feeds)
+  sized[ok, :2] = gt[0, :2] + gt[0, 2:] / 2 - gt[ok, 2:] / 2
+  assert by["true size"]["auc"] == pytest.approx(otb.score_sequence(gt, sized).auc, abs=1e-4)
+  assert "| true centre |" in re3_probe.format_oracle_rows(rows)
+  with pytest.raises(ValueError, match="unknown modes"):
+    re3_probe.oracle_runs(None, cfg, seqs, modes=("psychic",))

@@ -328,7 +328,12 @@ def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
   metrics = json.load(open(tmp_path / "a" / "metrics.json"))
   assert metrics["checkpoint_step"] == 24 and "re3" in metrics["test"]["trackers"]
   probe = json.load(open(tmp_path / "a" / "probe.json"))   # 5 sizes x 2 offsets, finite responses
-  assert len(probe) == 10 and all(np.isfinite(r["size_ratio"]) and r["frames"] > 0 for r in probe)
+  box = probe["box_response"]
+  assert len(box) == 10 and all(np.isfinite(r["size_ratio"]) and r["frames"] > 0 for r in box)
+  assert [r["mode"] for r in probe["oracle_runs"]] == ["tracker", "true size", "true centre"]
+  assert all(0.0 <= r["auc"] <= 1.0 for r in probe["oracle_runs"])
+  # The uncorrected oracle run is the tracker itself: the same score as the evaluation's.
+  assert probe["oracle_runs"][0]["auc"] == pytest.approx(metrics["test"]["trackers"]["re3"]["auc"], abs=1e-6)
 
   proc = cli(tmp_path / "b", *steps, "--noeval", env=env, wait=False)
   ckdir = tmp_path / "b" / "checkpoints"

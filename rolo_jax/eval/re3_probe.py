@@ -17,6 +17,10 @@ separately, without the feedback loop (so the numbers do not depend on how the e
     size_correction   = (size - size_ratio) / (size - 1)       (1 = fully corrected, 0 = copied)
     centre_correction = (offset - centre_error) / offset        (likewise)
 
+A second measurement, ``oracle_runs``, runs the online tracker over whole sequences with half of
+each fed-back box replaced by the ground truth (the centre, or the size), to show which of the two
+errors costs the tracker its score once errors compound.
+
     python -m experiments.re3_curriculum --eval_only --probe      # writes <workdir>/probe.json
 """
 from __future__ import annotations
@@ -85,6 +89,66 @@ def box_response(params, cfg: re3.Re3Config, sequences: Seq[Any], *, sizes=SIZES
                  "size_correction": None if s == 1.0 else (s - float(ratio[k])) / (s - 1.0),
                  "centre_correction": None if off == 0.0 else (off - float(err[k])) / off})
   return rows
+
+
+ORACLE_MODES = ("tracker", "true size", "true centre", "true box")
+
+
+def oracle_runs(params, cfg: re3.Re3Config, sequences: Seq[Any],
+                modes: Seq[str] = ORACLE_MODES[:3]) -> List[Dict[str, Any]]:
+  """The online tracker (`rolo_jax.trackers.re3.Re3Core`, 32-frame reset included) over each
+  sequence, with the box it feeds back to itself corrected by the ground truth after every step:
+
+  * ``'tracker'``: not at all (the tracker as it is);
+  * ``'true size'``: its centre kept, width and height set to the ground truth's;
+  * ``'true centre'``: its size kept, centre moved to the ground truth's;
+  * ``'true box'``: replaced by the ground truth (a check: scores as the ground truth itself).
+
+  Frames without ground truth keep the tracker's own box. The corrected box is what is reported
+  and what the next crop is cut around. Scored with the OTB protocol (`rolo_jax.eval.otb`).
+
+  Returns:
+    [{'mode', 'auc', 'precision_20', 'per_sequence': {name: auc}}], one per mode, in order.
+  """
+  from rolo_jax.eval import otb
+
+  unknown = [m for m in modes if m not in ORACLE_MODES]
+  if unknown:
+    raise ValueError(f"oracle_runs: unknown modes {unknown}; known: {ORACLE_MODES}")
+  core = re3_tracker.Re3Core(params, cfg)
+  rows = []
+  for mode in modes:
+    scores = {}
+    for seq in sequences:
+      gt = np.asarray(seq.boxes, np.float64)
+      start = otb.start_index(gt)
+      state = core.init_state(np.asarray(seq.frames[start]), gt[start][None])
+      out = [gt[start]]
+      for t in range(start + 1, len(gt)):
+        state, b = core.step(state, np.asarray(seq.frames[t]))
+        b = np.asarray(b, np.float64)[0]
+        g = gt[t]
+        if mode != "tracker" and np.all(np.isfinite(g)) and g[2] > 0 and g[3] > 0:
+          centre, size = b[:2] + b[2:] / 2, b[2:]
+          if mode in ("true centre", "true box"):
+            centre = g[:2] + g[2:] / 2
+          if mode in ("true size", "true box"):
+            size = g[2:]
+          b = np.concatenate([centre - size / 2, size])
+          state = state._replace(boxes=np.asarray(box_ops.xywh_to_xyxy(b[None]), np.float32))
+        out.append(b)
+      scores[seq.name] = otb.score_sequence(gt, np.stack(out))   # out starts at the start frame
+    agg = otb.aggregate(scores)
+    rows.append({"mode": mode, "auc": float(agg["auc"]), "precision_20": float(agg["precision_20"]),
+                 "per_sequence": {k: float(v.auc) for k, v in scores.items()}})
+  return rows
+
+
+def format_oracle_rows(rows: List[Dict[str, Any]]) -> str:
+  """A Markdown table of ``oracle_runs`` rows."""
+  lines = ["| fed-back box | success AUC | P@20 |", "|---|---|---|"]
+  lines += [f"| {r['mode']} | {r['auc']:.4f} | {r['precision_20']:.4f} |" for r in rows]
+  return "\n".join(lines)
 
 
 def format_rows(rows: List[Dict[str, float]]) -> str:
