@@ -104,8 +104,9 @@ def machine_peaks(dtype: str = "float32") -> Dict[str, float]:
   * ``matmul_flops_per_s``: a jitted 2048x2048 @ 2048x2048 matmul of `dtype` (median of 5);
   * ``memory_bytes_per_s``: bytes read per second, the faster of two jitted 256 MiB float32 reads:
     a sum over the array, and a matrix-vector product with it as an [8192, 8192] matrix (the
-    access pattern of a one-target fc6). On the 2-core CPU the product reads ~20% faster than the
-    sum, so the sum alone would understate the peak and overstate every fraction of it.
+    access pattern of a one-target fc6). On the 2-core CPU the product reads ~10% faster than the
+    sum (30.9 vs 27.8 GB/s), so the sum alone would understate the peak and overstate every
+    fraction of it.
   """
   key = f"{dtype}"
   if key in _MACHINE:
