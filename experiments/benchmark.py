@@ -175,7 +175,7 @@ def bench_re3(args: argparse.Namespace) -> List[Record]:
       flops = bytes_accessed = None
       try:
         lowered = re3_tracker._track_step.lower(
-            core.params, state.lstm, state.saved, state.frame, jax.numpy.asarray(video[1]),
+            core.params_for(k), state.lstm, state.saved, state.frame, jax.numpy.asarray(video[1]),
             state.boxes, cfg=cfg, context=core.context, reset=False)
         cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost

@@ -82,6 +82,10 @@ def test_k_targets_batched_step_equals_single_steps(params):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   # The boxes really moved (the comparison is not between constant boxes).
   assert np.abs(np.asarray(boxes) - BOXES).max() > 1.0
+  # ... and the two sides ran with different weight layouts: [out, in] for one target, [in, out]
+  # for three (Re3Core.params_for), so this also checks that the layouts agree.
+  assert "w_t" in core.params_for(1)["fc6"] and "w" in core.params_for(3)["fc6"]
+  assert core.params_for(1) is core.params_for(1)   # made once
 
 
 def test_multi_tracker_equals_single_trackers(params):

@@ -140,13 +140,26 @@ class Re3Core:
 
   def __init__(self, params, cfg: re3.Re3Config, *, reset_every: Optional[int] = RESET_EVERY,
                context: float = CONTEXT):
-    # The inference layout (matrices stored [out, in]; rolo_jax.cells.lstm.transposed): the same
-    # numbers, but the one-target step is memory-bound on fc6 and the LSTMs, and XLA:CPU streams the
-    # transposed matrices faster (WORKSPACE.md, #7).
-    self.params = jax.device_put(lstm.transposed(params))
+    self.params = jax.device_put(params)
+    self._params_one = None   # the one-target layout, made on first use (params_for)
     self.cfg = cfg
     self.reset_every = int(reset_every or 0)
     self.context = float(context)
+
+  def params_for(self, k: int):
+    """The params the step for k targets runs with.
+
+    k = 1: every matrix stored [out, in] (`rolo_jax.cells.lstm.transposed`; made once, on first
+    use). A one-target step is matrix-vector products, memory-bound on fc6 and the LSTMs, and
+    XLA:CPU streams an [out, in] matrix ~1.6x faster (paper fc6: 29.3 → 18.5 ms). For k >= 2 the
+    same layout makes XLA:CPU's matrix-matrix product 1.5-2x slower than [in, out], so those steps
+    use the params as given. Same numbers either way, to float rounding.
+    """
+    if k != 1:
+      return self.params
+    if self._params_one is None:
+      self._params_one = jax.device_put(lstm.transposed(self.params))
+    return self._params_one
 
   def init_state(self, frame: np.ndarray, boxes) -> Re3TrackState:
     frame = check_frame(frame)
@@ -158,7 +171,8 @@ class Re3Core:
     if boxes.shape[0] == 0:
       empty = re3.initial_state(self.cfg, 0)
       return Re3TrackState(empty, empty, dev_frame, xyxy, 0)
-    state, crop_boxes = _first_pass(self.params, dev_frame, xyxy, cfg=self.cfg, context=self.context)
+    state, crop_boxes = _first_pass(self.params_for(boxes.shape[0]), dev_frame, xyxy, cfg=self.cfg,
+                                    context=self.context)
     return Re3TrackState(state, state, dev_frame, crop_boxes, 0)
 
   def step(self, state: Re3TrackState, frame: np.ndarray):
@@ -167,7 +181,8 @@ class Re3Core:
     if state.boxes.shape[0] == 0:
       return state._replace(frame=frame, count=count), np.zeros((0, 4))
     reset = bool(self.reset_every) and count % self.reset_every == 0
-    lstm_state, new_boxes = _track_step(self.params, state.lstm, state.saved, state.frame, frame,
+    params = self.params_for(state.boxes.shape[0])
+    lstm_state, new_boxes = _track_step(params, state.lstm, state.saved, state.frame, frame,
                                         state.boxes, cfg=self.cfg, context=self.context, reset=reset)
     new_state = Re3TrackState(lstm_state, state.saved, frame, new_boxes, count)
     return new_state, box_ops.xyxy_to_xywh(new_boxes)
