@@ -54,11 +54,12 @@ Initialisation: weight matrices are Glorot-uniform per gate block (fan_in = rows
 diagonal peepholes Glorot-uniform on a length-H vector (limit sqrt(3/H), as TF's default for
 ``w_*_diag``); biases 0 except the forget gate; LN scales 1, shifts 0 (forget shift ``forget_bias``).
 
-Weight layout: every matrix is stored ``'w'`` = [in, out] (training and checkpoints). For inference
+Weight layout: every matrix is stored ``'w'`` = [in, out] (training and checkpoints).
 ``transposed(params)`` stores each matrix as ``'w_t'`` = [out, in] instead; every step (and ``dense``)
-accepts either. Same numbers, different speed: for a batch of one, the matrix-vector product on the
-CPU streams an [out, in] matrix ~1.4–2x faster than an [in, out] one (XLA:CPU's GEMV wants the
-contraction axis contiguous; measured in WORKSPACE.md, #7), and these steps are memory-bound there.
+accepts either. Same numbers, different speed: for a batch of one, XLA:CPU's matrix-vector product
+streams an [out, in] matrix ~1.6x faster than an [in, out] one (the contraction axis contiguous),
+and such steps are memory-bound; for batches of 2 and more its matrix-matrix product is faster with
+[in, out]. So the Re3 tracker uses the transposed layout for one target only (WORKSPACE.md, #7).
 
 Dtypes: a step computes in the dtype of its weights (cast params to bfloat16 for mixed precision) and
 returns the new state in the dtype of the incoming state, so a float32 carry stays float32 inside
@@ -115,8 +116,7 @@ def _diag(key, n: int, hidden: int, dtype) -> jax.Array:
 def dense(x: jax.Array, layer: Params) -> jax.Array:
   """``x @ W`` (no bias) for a layer holding ``'w'`` [in, out] or ``'w_t'`` [out, in]; x: [..., in]."""
   if "w_t" in layer:
-    wt = layer["w_t"]
-    return jax.lax.dot_general(x, wt, (((x.ndim - 1,), (1,)), ((), ())))
+    return jax.lax.dot_general(x, layer["w_t"], (((x.ndim - 1,), (1,)), ((), ())))
   return x @ layer["w"]
 
 
@@ -132,7 +132,7 @@ def _weight(layer: Params) -> jax.Array:
 
 
 def transposed(params):
-  """The inference layout of any params tree: every dict holding a 2-D ``'w'`` gets ``'w_t'`` =
+  """The one-target inference layout of any params tree: every dict holding a 2-D ``'w'`` gets ``'w_t'`` =
   its transpose instead (other arrays, e.g. 4-D convolution kernels, unchanged). Host-side numpy
   copies, so the transposes are contiguous. ``transposed(transposed(p)) == transposed(p)``."""
   import numpy as np

@@ -416,7 +416,7 @@ def step(params: Params, state: Re3State, pair: jax.Array, *, cfg: Re3Config):
   """One tracking step.
 
   Args:
-    params: model params.
+    params: model params (matrices in either layout: `rolo_jax.cells.lstm.transposed`).
     state: Re3State with [B, H] leaves.
     pair: [B, 2, S, S, 3] preprocessed crops; [:, 0] previous frame, [:, 1] current frame, both cut
       at the previous box.
