@@ -65,6 +65,10 @@ flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off
 flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
                    "config, which conv1's init is divided by; 1: none).")
 flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 67).")
+flags.DEFINE_integer("fc6_units", 0, "Override the config's fc6 width (0: the config's; tiny: 256).")
+flags.DEFINE_integer("lstm_hidden", 0, "Override the config's LSTM width (0: the config's; tiny: 128).")
+flags.DEFINE_float("centre_noise", 1.0 / 5.0, "Laplace scale of the jittered crop box's centre offset, "
+                   "in box sizes (spec: 1/5).")
 flags.DEFINE_float("size_noise", 1.0 / 15.0, "Laplace scale of the jittered crop box's size factor "
                    "(spec: 1/15; see the tuning record in WORKSPACE.md for 0.2).")
 flags.DEFINE_float("weight_decay", 0.0005, "L2 coefficient: wd * sum 1/2 ||v||^2 added to the loss.")
@@ -159,12 +163,18 @@ def run():
     raise app.UsageError(f"curriculum flags: {e}") from None
   if s["size_noise"] < 0:
     raise app.UsageError(f"--size_noise {s['size_noise']}: expected a Laplace scale >= 0")
-  if s["crop_size"]:
-    try:
-      model_cfg = model_cfg.replace(crop_size=s["crop_size"])
-    except ValueError as e:
-      raise app.UsageError(f"--crop_size {s['crop_size']}: {e}") from None
-  task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"])
+  if s["centre_noise"] < 0:
+    raise app.UsageError(f"--centre_noise {s['centre_noise']}: expected a Laplace scale >= 0")
+  for name in ("crop_size", "fc6_units", "lstm_hidden"):
+    if s[name] < 0:
+      raise app.UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")
+    if s[name]:
+      try:
+        model_cfg = model_cfg.replace(**{name: s[name]})
+      except ValueError as e:
+        raise app.UsageError(f"--{name} {s[name]}: {e}") from None
+  task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"],
+                                 centre_noise=s["centre_noise"])
   log = lambda msg: print(msg, flush=True)
 
   train_info = {}
@@ -285,7 +295,7 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
-              "weight_decay", "crop_size", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
+              "weight_decay", "crop_size", "fc6_units", "lstm_hidden", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")
 

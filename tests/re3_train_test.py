@@ -370,3 +370,15 @@ def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
   assert len(errors) == 1 and "non-finite loss (nan) at step 4" in errors[0], nan.stderr[-2000:]
   assert "Traceback" not in nan.stderr
   assert ck.Checkpointer(str(tmp_path / "c")).latest_step() == 3
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--lstm_hidden=-3", "--lstm_hidden -3: expected a positive size"),
+    ("--crop_size=5", "--crop_size 5:"),
+    ("--centre_noise=-1", "--centre_noise -1.0: expected a Laplace scale >= 0"),
+    ("--size_noise=-0.5", "--size_noise -0.5: expected a Laplace scale >= 0"),
+])
+def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):
+  r = cli(tmp_path / "w", flag)
+  assert r.returncode != 0 and message in r.stdout + r.stderr
+  assert "Traceback" not in r.stderr and not (tmp_path / "w" / "checkpoints").exists()
