@@ -414,9 +414,26 @@ def format_table(records: List[Record]) -> str:
   return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-# The flag that lists a benchmark's configs, for `--only NAME:CONFIG` entries.
+# The flag that lists a benchmark's configs, for `--only NAME:CONFIG` entries, and the model module
+# whose CONFIGS names them.
 CONFIG_FLAGS = {"re3": "re3_configs", "memtrack": "memtrack_configs", "rolo": "rolo_configs",
                 "re3_train": "re3_train_config"}
+_CONFIG_MODULES = {"re3": "re3", "memtrack": "memtrack", "rolo": "rolo", "re3_train": "re3"}
+
+
+def check_configs(names: List[str], args: argparse.Namespace) -> None:
+  """Raises ValueError naming the flag, the unknown config and the known ones, before any run."""
+  import importlib
+
+  for name in names:
+    if name not in CONFIG_FLAGS:
+      continue
+    flag = CONFIG_FLAGS[name]
+    known = importlib.import_module(f"rolo_jax.models.{_CONFIG_MODULES[name]}").CONFIGS
+    bad = [c for c in str(getattr(args, flag)).split(",") if c and c not in known]
+    if bad:
+      raise ValueError(f"--{flag} (or --only {name}:CONFIG): unknown config(s) {', '.join(bad)}; "
+                       f"known: {', '.join(known)}")
 
 
 def apply_only(only: str, args: argparse.Namespace) -> List[str]:
@@ -476,6 +493,7 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
     return []
   try:
     names = apply_only(args.only, args)
+    check_configs(names, args)
   except ValueError as e:
     p.error(str(e))
   records: List[Record] = []

@@ -48,3 +48,13 @@ def test_re3_records_carry_both_limits():
     assert math.isclose(r["serial_limit_frames_per_s"], 1 / (compute + memory))
     assert math.isclose(r["serial_limit_fraction"], r["frames_per_s"] * (compute + memory))
     assert r["serial_limit_fraction"] > r["limit_fraction"]
+
+
+def test_unknown_configs_are_refused_before_any_run():
+  import pytest
+  args = argparse.Namespace(re3_configs="tiny,small,paper", memtrack_configs="cpu,paper",
+                            re3_train_config="tiny", rolo_configs="tiny,tiny_heatmap,paper")
+  benchmark.check_configs(list(benchmark.BENCHMARKS), args)   # the defaults are known
+  benchmark.apply_only("re3:bogus", args)
+  with pytest.raises(ValueError, match="unknown config.*bogus; known: paper, small, tiny"):
+    benchmark.check_configs(["re3"], args)
