@@ -414,11 +414,10 @@ def format_table(records: List[Record]) -> str:
   return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-# The flag that lists a benchmark's configs, for `--only NAME:CONFIG` entries, and the model module
-# whose CONFIGS names them.
-CONFIG_FLAGS = {"re3": "re3_configs", "memtrack": "memtrack_configs", "rolo": "rolo_configs",
-                "re3_train": "re3_train_config"}
-_CONFIG_MODULES = {"re3": "re3", "memtrack": "memtrack", "rolo": "rolo", "re3_train": "re3"}
+# Per benchmark with configs: the flag that lists them (set by `--only NAME:CONFIG` entries) and the
+# rolo_jax.models module whose CONFIGS names them.
+CONFIG_FLAGS = {"re3": ("re3_configs", "re3"), "memtrack": ("memtrack_configs", "memtrack"),
+                "rolo": ("rolo_configs", "rolo"), "re3_train": ("re3_train_config", "re3")}
 
 
 def check_configs(names: List[str], args: argparse.Namespace) -> None:
@@ -428,8 +427,8 @@ def check_configs(names: List[str], args: argparse.Namespace) -> None:
   for name in names:
     if name not in CONFIG_FLAGS:
       continue
-    flag = CONFIG_FLAGS[name]
-    known = importlib.import_module(f"rolo_jax.models.{_CONFIG_MODULES[name]}").CONFIGS
+    flag, module = CONFIG_FLAGS[name]
+    known = importlib.import_module(f"rolo_jax.models.{module}").CONFIGS
     bad = [c for c in str(getattr(args, flag)).split(",") if c and c not in known]
     if bad:
       raise ValueError(f"--{flag} (or --only {name}:CONFIG): unknown config(s) {', '.join(bad)}; "
@@ -460,7 +459,7 @@ def apply_only(only: str, args: argparse.Namespace) -> List[str]:
   for name, cs in configs.items():
     if name == "re3_train" and len(cs) > 1:
       raise ValueError(f"--only: re3_train takes one config, got {', '.join(cs)}")
-    setattr(args, CONFIG_FLAGS[name], ",".join(cs))
+    setattr(args, CONFIG_FLAGS[name][0], ",".join(cs))
   return names or list(BENCHMARKS)
 
 

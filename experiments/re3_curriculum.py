@@ -161,10 +161,9 @@ def run():
         stage_steps=stage_steps, max_stage_steps=s["max_stage_steps"] or None, p_pred=p_pred)
   except ValueError as e:
     raise app.UsageError(f"curriculum flags: {e}") from None
-  if s["size_noise"] < 0:
-    raise app.UsageError(f"--size_noise {s['size_noise']}: expected a Laplace scale >= 0")
-  if s["centre_noise"] < 0:
-    raise app.UsageError(f"--centre_noise {s['centre_noise']}: expected a Laplace scale >= 0")
+  for name in ("size_noise", "centre_noise"):
+    if s[name] < 0:
+      raise app.UsageError(f"--{name} {s[name]}: expected a Laplace scale >= 0")
   for name in ("crop_size", "fc6_units", "lstm_hidden"):
     if s[name] < 0:
       raise app.UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")

@@ -71,6 +71,7 @@ from typing import Callable, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Params = Dict[str, object]
 
@@ -135,8 +136,6 @@ def transposed(params):
   """The one-target inference layout of any params tree: every dict holding a 2-D ``'w'`` gets ``'w_t'`` =
   its transpose instead (other arrays, e.g. 4-D convolution kernels, unchanged). Host-side numpy
   copies, so the transposes are contiguous. ``transposed(transposed(p)) == transposed(p)``."""
-  import numpy as np
-
   if isinstance(params, dict):
     out = {}
     for k, v in params.items():
