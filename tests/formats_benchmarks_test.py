@@ -93,6 +93,12 @@ def test_vot_plain_layout_tags_and_dataset(tmp_path):
   with pytest.raises(DataError) as e:
     vot.read_vot_dataset(tmp_path)
   _check_line(e, os.path.join(tmp_path, "list.txt"), 2)
+  with pytest.raises(DataError, match="no VOT sequences asked for"):
+    vot.read_vot_dataset(tmp_path, names=[])
+  empty = os.path.join(tmp_path, "empty")
+  os.makedirs(empty)
+  with pytest.raises(DataError, match="no VOT sequences \\(no list.txt and no folder with groundtruth.txt\\)"):
+    vot.read_vot_dataset(empty)
 
 
 @pytest.mark.parametrize("row,what", [

@@ -178,3 +178,27 @@ def read_name_list(path: str) -> List[str]:
   require_file(path, "sequence list")
   with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
     return [ln.strip() for ln in f if ln.strip()]
+
+
+def dataset_names(root: str, what: str) -> List[str]:
+  """Sequence folders of a GOT-10k / VOT style dataset root: the names in ``list.txt`` (each must
+  be a folder under root), else every folder holding a ``groundtruth.txt``, in natural order.
+
+  Raises DataError naming list.txt and the line of a listed folder that does not exist, or the
+  root when it holds no sequence at all.
+  """
+  from rolo_jax.data.images import natural_key
+
+  list_path = os.path.join(root, "list.txt")
+  if os.path.isfile(list_path):
+    names = read_name_list(list_path)
+    for i, n in enumerate(names):
+      if not os.path.isdir(os.path.join(root, n)):
+        raise DataError(list_path, f"lists sequence {n!r} but {os.path.join(root, n)} does not exist",
+                        line=i + 1)
+  else:
+    names = [d for d in sorted(os.listdir(root), key=natural_key)
+             if os.path.isfile(os.path.join(root, d, "groundtruth.txt"))]
+  if not names:
+    raise DataError(root, f"no {what} sequences (no list.txt and no folder with groundtruth.txt)")
+  return names

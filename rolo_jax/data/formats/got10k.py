@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence as Seq
 import numpy as np
 
 from rolo_jax.data.formats import _common
-from rolo_jax.data.images import list_images, natural_key
+from rolo_jax.data.images import list_images
 from rolo_jax.data.sequence import ImageFiles, Sequence
 from rolo_jax.errors import DataError
 
@@ -117,16 +117,7 @@ def read_got10k_dataset(root: str | os.PathLike, *, split: Optional[str] = None,
   if split is not None:
     root = _common.require_dir(os.path.join(root, split), f"GOT-10k {split} split")
   if names is None:
-    list_path = os.path.join(root, "list.txt")
-    if os.path.isfile(list_path):
-      names = _common.read_name_list(list_path)
-      for i, n in enumerate(names):
-        if not os.path.isdir(os.path.join(root, n)):
-          raise DataError(list_path, f"lists sequence {n!r} but {os.path.join(root, n)} does not exist",
-                          line=i + 1)
-    else:
-      names = [d for d in sorted(os.listdir(root), key=natural_key)
-               if os.path.isfile(os.path.join(root, d, "groundtruth.txt"))]
-  if not names:
-    raise DataError(root, "no GOT-10k sequences (no list.txt and no folder with groundtruth.txt)")
+    names = _common.dataset_names(root, "GOT-10k")
+  elif not names:
+    raise DataError(root, "no GOT-10k sequences asked for (names is empty)")
   return [read_got10k_sequence(os.path.join(root, n), strict=strict) for n in names]

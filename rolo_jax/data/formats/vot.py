@@ -30,7 +30,7 @@ import numpy as np
 
 from rolo_jax.data.formats import _common
 from rolo_jax.data.formats.textrows import parse_row
-from rolo_jax.data.images import list_images, natural_key
+from rolo_jax.data.images import list_images
 from rolo_jax.data.sequence import ImageFiles, Sequence
 from rolo_jax.errors import DataError
 
@@ -168,16 +168,7 @@ def read_vot_dataset(root: str | os.PathLike, *, strict: bool = True,
   """Reads a VOT dataset folder: the sequences of list.txt, else every folder with groundtruth.txt."""
   root = _common.require_dir(root, "VOT dataset")
   if names is None:
-    list_path = os.path.join(root, "list.txt")
-    if os.path.isfile(list_path):
-      names = _common.read_name_list(list_path)
-      for i, n in enumerate(names):
-        if not os.path.isdir(os.path.join(root, n)):
-          raise DataError(list_path, f"lists sequence {n!r} but {os.path.join(root, n)} does not exist",
-                          line=i + 1)
-    else:
-      names = [d for d in sorted(os.listdir(root), key=natural_key)
-               if os.path.isfile(os.path.join(root, d, "groundtruth.txt"))]
-  if not names:
-    raise DataError(root, "no VOT sequences (no list.txt and no folder with groundtruth.txt)")
+    names = _common.dataset_names(root, "VOT")
+  elif not names:
+    raise DataError(root, "no VOT sequences asked for (names is empty)")
   return [read_vot_sequence(os.path.join(root, n), strict=strict) for n in names]
