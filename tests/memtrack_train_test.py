@@ -107,7 +107,7 @@ def test_train_resume_exactly_then_track(sequences, tmp_path):
   sampler = mt.MemTrackSampler(sequences, TINY, TASK, seed=0)
   full, s_full = mt.train(TINY, TASK, sampler, workdir=str(tmp_path / "full"), total_steps=4,
                           checkpoint_every=2, progress=False)
-  assert s_full["steps"] == 4 and np.isfinite(s_full["last_metrics"]["loss"])
+  assert s_full["steps"] == 4 and np.isfinite(s_full["last"]["loss"])
   part = str(tmp_path / "part")
   _, s1 = mt.train(TINY, TASK, sampler, workdir=part, total_steps=4, checkpoint_every=2,
                    progress=False, stop_after=2)

@@ -1,4 +1,8 @@
-"""The training loop: curriculum stages, checkpoint/resume, non-finite guard, logging, profiling.
+"""The training loop of every task: curriculum stages, checkpoint/resume, non-finite guard, logging,
+profiling.  Re3 and the association LSTM call `train` directly; MemTrack (`memtrack_task.train`)
+and the detector / ROLO runs (`yolo_task.fit`) through a one-stage curriculum (`fixed_stage`) and
+their `TaskHooks` (how their state is checkpointed, what a NaN batch is, which metrics are checked
+and shown).
 
     state = restore(workdir) or init(key_init)
     for step in [state.step, total_steps):
@@ -153,10 +157,53 @@ def _inject_nan(batch):
   return frames, np.full_like(boxes, np.nan), valid_hw
 
 
+def _params_opt(state) -> Tuple[PyTree, PyTree]:
+  return state.params, state.opt_state
+
+
+def _restore_params_opt(state, params: PyTree, opt_state: PyTree, step: jax.Array):
+  return type(state)(params=params, opt_state=opt_state, step=step)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskHooks:
+  """What the loop needs to know about one task beyond its update and batches.
+
+  Attributes:
+    to_ckpt: state -> (params tree, optimiser state) written to the checkpoint (default: a
+      NamedTuple's .params and .opt_state).
+    from_ckpt: (fresh state, params tree, optimiser state, step) -> the restored state.
+    inject_nan: batch -> the batch with its ground truth NaN (LoopConfig.nan_at_step; default:
+      Re3's (frames, boxes, valid_hw) batches).
+    finite: metrics that must be finite after every update; None: every scalar metric.
+    postfix: metrics shown on the progress bar (besides frames/s).
+    desc: progress-bar title; None: the curriculum stage, "stage i (T=.., B=..)".
+  """
+  to_ckpt: Callable[[Any], Tuple[PyTree, PyTree]] = _params_opt
+  from_ckpt: Callable[[Any, PyTree, PyTree, jax.Array], Any] = _restore_params_opt
+  inject_nan: Callable[[Any], Any] = _inject_nan
+  finite: Optional[Tuple[str, ...]] = ("loss", "grad_norm")
+  postfix: Tuple[str, ...] = ("loss", "iou")
+  desc: Optional[str] = None
+
+
+def fixed_stage(unroll: int = 1, batch: int = 1) -> cur_lib.CurriculumConfig:
+  """A one-stage curriculum for runs without one (the stage only names the batch shape, which
+  the loop uses for its frames/s figure)."""
+  return cur_lib.CurriculumConfig(stages=((unroll, batch),), stage_steps=(), p_pred=0.0)
+
+
+def _to_device(tree: PyTree) -> PyTree:
+  # Through numpy: orbax hands back device-committed arrays, which would make a jitted update
+  # that already ran in this process compile a second time (its cache keys on shardings).
+  return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), tree)
+
+
 def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn: Callable,
           curriculum: cur_lib.CurriculumConfig, config: LoopConfig, meta: Dict[str, Any],
           lr_fn: Optional[Callable[[int], float]] = None,
-          place_state: Optional[Callable[[Any], Any]] = None) -> Tuple[Any, Dict[str, Any]]:
+          place_state: Optional[Callable[[Any], Any]] = None, hooks: TaskHooks = TaskHooks(),
+          log: Optional[Callable[[str], None]] = None) -> Tuple[Any, Dict[str, Any]]:
   """Runs (or resumes) a curriculum training run.
 
   Args:
@@ -171,11 +218,15 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     lr_fn: step -> learning rate, for logging.
     place_state: state -> state on the devices the update expects (data parallel:
       `parallel.DataParallel.replicate`), applied after the init or the restore.
+    hooks: TaskHooks (checkpoint layout of the state, NaN injection, checked and shown metrics).
+    log: called with a line when a run resumes.
   Returns:
-    (final TrainState, summary) with summary: steps, stage_history [(step, stage)],
-    frames_per_s per stage, seconds, resumed_from.
+    (final TrainState, summary) with summary: steps, steps_this_run, resumed_from,
+    stage_history [(step, stage)], per_stage {frames_per_s, steps, first_step_s}, final_stage,
+    seconds, cpu_seconds, steps_per_s (without the first step of each stage: compilation),
+    last (the scalar metrics of the last update).
   Raises:
-    NonFiniteError when a loss or gradient norm is not finite (no checkpoint written for it).
+    NonFiniteError when a checked metric (hooks.finite) is not finite (no checkpoint written for it).
   """
   workdir = os.path.abspath(config.workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -189,15 +240,20 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   stage_history = []
   if resumed_from is not None:
     _check_meta(ckpt.read_json(resumed_from)["meta"], meta, workdir)
-    r = ckpt.restore(params_like=state.params, opt_state_like=state.opt_state, step=resumed_from)
+    params_like, opt_like = hooks.to_ckpt(state)
+    r = ckpt.restore(params_like=params_like, opt_state_like=opt_like, step=resumed_from)
     tr = r["train"]
-    state = type(state)(params=jax.tree_util.tree_map(jnp.asarray, r["params"]),
-                        opt_state=jax.tree_util.tree_map(jnp.asarray, r["opt_state"]),
-                        step=jnp.asarray(tr["step"], jnp.int32))
-    cstate = cur_lib.CurriculumState.from_json(tr["curriculum"])
-    position = int(tr["data_position"])
-    train_key = jnp.asarray(np.asarray(tr["rng_key"], np.uint32))
+    state = hooks.from_ckpt(state, _to_device(r["params"]), _to_device(r["opt_state"]),
+                            jnp.asarray(tr["step"], jnp.int32))
+    # Checkpoints written before the tasks shared this loop hold only step (and seed, rng_key).
+    if "curriculum" in tr:
+      cstate = cur_lib.CurriculumState.from_json(tr["curriculum"])
+    position = int(tr.get("data_position", tr["step"]))
+    if "rng_key" in tr:
+      train_key = jnp.asarray(np.asarray(tr["rng_key"], np.uint32))
     stage_history = [tuple(x) for x in tr.get("stage_history", [])]
+    if log is not None:
+      log(f"resuming {workdir} from step {int(tr['step'])}")
   if place_state is not None:
     state = place_state(state)
   step = int(state.step)
@@ -206,12 +262,12 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   p_pred_fn = cur_lib.p_pred_schedule(curriculum.p_pred)
 
   def train_json():
-    return {"step": step, "curriculum": cstate.to_json(), "data_position": position,
+    return {"step": step, "seed": config.seed, "curriculum": cstate.to_json(), "data_position": position,
             "rng_key": _key_data(train_key), "stage_history": [list(x) for x in stage_history]}
 
   def save():
-    ckpt.save(step, params=state.params, opt_state=state.opt_state, train=train_json(),
-              meta=dict(meta, step=step))
+    params, opt_state = hooks.to_ckpt(state)
+    ckpt.save(step, params=params, opt_state=opt_state, train=train_json(), meta=dict(meta, step=step))
 
   # Multi-process runs: every process trains and joins the checkpoint saves (orbax synchronises
   # them; process 0 writes), only process 0 writes logs and the summary.
@@ -223,8 +279,9 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   log_file = open(os.path.join(workdir, "train_log.jsonl") if main_process else os.devnull, "a")
   bar = None
   fps_by_stage: Dict[int, list] = {}
-  t_start = time.time()
+  t_start, c_start = time.time(), time.process_time()
   steps_this_run = 0
+  last: Dict[str, float] = {}
   profiling = False
   pool = concurrent.futures.ThreadPoolExecutor(1)
   pending = None  # (position, stage, future) of a prefetched batch
@@ -249,15 +306,16 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
         length = config.total_steps - step + cstate.steps   # the last stage / plateau rule
         if curriculum.stage_steps is not None and stage_idx < len(curriculum.stage_steps):
           length = min(length, curriculum.stage_steps[stage_idx])
+        desc = hooks.desc or f"stage {stage_idx} (T={stage.unroll}, B={stage.batch})"
         bar = tqdm(total=length, initial=cstate.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
-                   desc=f"stage {stage_idx} (T={stage.unroll}, B={stage.batch})", leave=True)
+                   desc=desc, leave=True)
       if config.profile_dir and steps_this_run == config.profile_steps[0]:
         jax.profiler.start_trace(config.profile_dir)
         profiling = True
       t0 = time.time()
       batch = fetch(position, stage)
       if config.nan_at_step is not None and step + 1 == config.nan_at_step:
-        batch = _inject_nan(batch)
+        batch = hooks.inject_nan(batch)
       p_pred = p_pred_fn(stage_idx)
       state, metrics = update_fn(state, batch, train_key, np.float32(p_pred))
       m = jax.device_get(metrics)
@@ -265,11 +323,14 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
       if profiling and steps_this_run + 1 >= config.profile_steps[1]:
         jax.profiler.stop_trace()
         profiling = False
-      loss = float(m["loss"])
-      for what in ("loss", "grad_norm"):
-        v = float(m[what])
-        if not math.isfinite(v):
-          raise NonFiniteError(step + 1, what, v)
+      scalar_m = {k: float(v) for k, v in m.items() if np.ndim(v) == 0}
+      checked = hooks.finite if hooks.finite is not None else (
+          ("loss", "grad_norm") + tuple(sorted(k for k in scalar_m if k not in ("loss", "grad_norm"))))
+      for what in checked:
+        if what in scalar_m and not math.isfinite(scalar_m[what]):
+          raise NonFiniteError(step + 1, what, scalar_m[what])
+      loss = scalar_m["loss"]
+      last = scalar_m
       step += 1
       steps_this_run += 1
       position += 1
@@ -282,17 +343,15 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
         scalars = {"loss": loss, "stage": stage_idx, "unroll": stage.unroll, "batch": stage.batch,
                    "p_pred": p_pred, "frames_per_s": frames / dt,
                    "smoothed_loss": cur_lib.smoothed(curriculum, cstate) if not changed else loss}
-        for k in ("l1", "wd", "iou", "l1_last", "iou_last", "frac_pred", "grad_norm", "param_norm",
-                  "update_norm", "lr"):
-          if k in m:
-            scalars[k] = float(m[k])
+        for k, v in scalar_m.items():   # the task's own scalar metrics (vectors are not logged)
+          scalars.setdefault(k, v)
         if lr_fn is not None and "lr" not in scalars:
           scalars["lr"] = float(lr_fn(step - 1))
         write_scalars(writer, log_file, scalars, step)
       if bar is not None:
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", iou=f"{float(m.get('iou', np.nan)):.2f}",
-                        fps=f"{frames / dt:.0f}", refresh=False)
+        shown = {k: f"{scalar_m[k]:.3f}" for k in hooks.postfix if k in scalar_m}
+        bar.set_postfix(**shown, fps=f"{frames / dt:.0f}", refresh=False)
       if changed:
         stage_history.append((step, cstate.stage))
         if bar is not None:
@@ -313,10 +372,13 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     return {"steps": len(rows), "frames_per_s": sum(f for f, _ in warm) / max(sum(d for _, d in warm), 1e-9),
             "first_step_s": rows[0][1]}
 
+  warm = [d for rows in fps_by_stage.values() for _, d, first in rows if not first]
   summary = {"steps": step, "steps_this_run": steps_this_run, "resumed_from": resumed_from,
              "stage_history": stage_history, "seconds": time.time() - t_start,
+             "cpu_seconds": time.process_time() - c_start,
+             "steps_per_s": len(warm) / sum(warm) if warm else None,
              "per_stage": {int(k): fps_summary(v) for k, v in sorted(fps_by_stage.items())},
-             "final_stage": cstate.stage}
+             "final_stage": cstate.stage, "last": last}
   if main_process:
     with open(os.path.join(workdir, "train_summary.json"), "w") as f:
       json.dump(summary, f, indent=1)

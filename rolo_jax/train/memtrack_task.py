@@ -23,9 +23,10 @@ Loss:  L = Σ_{t, b, i, j} w · CE(y, label) / (T · B) + 1e-4 · Σ_v ½ ||v||�
 with CE the sigmoid cross-entropy. Adam, lr = lr_0 · 0.8^⌊step / decay_every⌋ (paper: 1e-4,
 10k), gradient clipping at global norm 20.
 
-Loop (``train``): one jitted ``update(state, batch, key) -> (state, metrics)`` (state donated,
-dropout key ``fold_in(key, step)``); batch ``step`` is the step's data (prefetched in a thread);
-orbax checkpoints (``rolo_jax.train.checkpoint.Checkpointer``) hold
+Training (``train``, through the project's one loop ``rolo_jax.train.loop.train`` with a one-stage
+curriculum and this task's ``HOOKS``): one jitted ``update(state, batch, key) -> (state, metrics)``
+(state donated, dropout key ``fold_in(key, step)``); batch ``step`` is the step's data (prefetched
+in a thread); orbax checkpoints (``rolo_jax.train.checkpoint.Checkpointer``) hold
 {'params', 'batch_stats'} as the params item, the optimiser state, and step / seed / RNG key, so
 running the same workdir again resumes exactly; a non-finite loss, gradient norm or any other
 metric raises ``NonFiniteError`` before anything is saved for that step; tqdm bar and TensorBoard
@@ -33,14 +34,8 @@ metric raises ``NonFiniteError`` before anything is saved for that step; tqdm ba
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
-import json
-import math
-import os
-import sys
-import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence as Seq, Tuple
 
 import jax
@@ -280,8 +275,18 @@ def run_meta(model_cfg, task_cfg, data: str) -> Dict[str, Any]:
           "task": ckpt_lib.to_jsonable(task_cfg), "data": data}
 
 
-def _key_list(key) -> list:
-  return np.asarray(key).astype(np.uint32).tolist()
+def _nan_target(batch: MemTrackBatch) -> MemTrackBatch:
+  """LoopConfig.nan_at_step: the target of one sample becomes NaN (a bad annotation)."""
+  target = batch.target.copy()
+  target[0, 0] = np.nan
+  return batch._replace(target=target)
+
+
+# The checkpoint's params tree holds the BatchNorm statistics beside the params.
+HOOKS = loop_lib.TaskHooks(
+    to_ckpt=lambda s: ({"params": s.params, "batch_stats": s.batch_stats}, s.opt_state),
+    from_ckpt=lambda s, p, o, step: TrainState(p["params"], p["batch_stats"], o, step),
+    inject_nan=_nan_target, finite=None, postfix=("data_loss", "peak_acc"))
 
 
 def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: MemTrackSampler, *,
@@ -289,7 +294,7 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
           checkpoint_every: int = 100, log_every: int = 10, progress: bool = True,
           stop_after: Optional[int] = None, nan_at_step: Optional[int] = None,
           max_to_keep: int = 2) -> Tuple[TrainState, Dict[str, Any]]:
-  """Runs (or resumes) a MemTrack training run in ``workdir``.
+  """Runs (or resumes) a MemTrack training run in ``workdir`` with rolo_jax.train.loop.
 
   Args:
     model_cfg / task_cfg: what is trained and how; a workdir with a checkpoint of other configs
@@ -301,93 +306,22 @@ def train(model_cfg: memtrack.MemTrackConfig, task_cfg: TaskConfig, sampler: Mem
     stop_after: end this process after this many updates (tests: interrupt at a checkpoint).
     nan_at_step: test hook: the target of one sample of that step (1-based) becomes NaN.
   Returns:
-    (final TrainState, summary dict: steps, steps_this_run, resumed_from, seconds, cpu_seconds,
-    steps_per_s, last metrics).
+    (final TrainState, the loop's summary: steps, steps_this_run, resumed_from, seconds,
+    cpu_seconds, steps_per_s, last metrics, ...).
   Raises:
     NonFiniteError on a NaN/Inf loss, gradient norm or metric (no checkpoint written for it).
   """
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  meta = run_meta(model_cfg, task_cfg, data)
-  ckpt = ckpt_lib.Checkpointer(workdir, max_to_keep=max_to_keep)
-  init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
-  state = init_state(init_key, model_cfg, task_cfg)
-  resumed_from = ckpt.latest_step()
-  if resumed_from is not None:
-    loop_lib.check_meta(ckpt.read_json(resumed_from)["meta"], meta, workdir)
-    r = ckpt.restore(params_like={"params": state.params, "batch_stats": state.batch_stats},
-                     opt_state_like=state.opt_state, step=resumed_from)
-    # Through numpy: orbax hands back device-committed arrays, which would make the jitted
-    # update compile a second time (its cache keys on shardings) in a process that already ran.
-    to_jnp = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), t)
-    state = TrainState(to_jnp(r["params"]["params"]), to_jnp(r["params"]["batch_stats"]),
-                       to_jnp(r["opt_state"]), jnp.asarray(r["train"]["step"], jnp.int32))
-    train_key = jnp.asarray(np.asarray(r["train"]["rng_key"], np.uint32))
-  step = int(state.step)
   update = make_update(model_cfg, task_cfg)
-
-  def save():
-    ckpt.save(step, params={"params": state.params, "batch_stats": state.batch_stats},
-              opt_state=state.opt_state,
-              train={"step": step, "seed": seed, "data_position": step, "rng_key": _key_list(train_key)},
-              meta=dict(meta, step=step))
-
-  writer = loop_lib.open_writer(workdir)
-  log_file = open(os.path.join(workdir, "train_log.jsonl"), "a")
-  bar = None
-  if progress and step < total_steps:
-    from tqdm import tqdm
-    bar = tqdm(total=total_steps, initial=step, desc=f"memtrack {model_cfg.name}", unit="step",
-               file=sys.stderr, dynamic_ncols=True)
-  pool = concurrent.futures.ThreadPoolExecutor(1)
-  pending: Dict[int, concurrent.futures.Future] = {}
-
-  def fetch(pos):
-    fut = pending.pop(pos, None)
-    b = fut.result() if fut is not None else sampler.batch(pos)
-    if pos + 1 < total_steps:
-      pending[pos + 1] = pool.submit(sampler.batch, pos + 1)
-    return b
-
-  t_start, c_start = time.time(), time.process_time()
-  steps_this_run, m = 0, {}
-  step_times = []
-  try:
-    while step < total_steps:
-      if stop_after is not None and steps_this_run >= stop_after:
-        break
-      t0 = time.time()
-      batch = fetch(step)
-      if nan_at_step is not None and step + 1 == nan_at_step:
-        target = batch.target.copy()
-        target[0, 0] = np.nan
-        batch = batch._replace(target=target)
-      state, metrics = update(state, batch, train_key)
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      for what in ("loss", "grad_norm", *sorted(m)):
-        if not math.isfinite(m[what]):
-          raise NonFiniteError(step + 1, what, m[what])
-      step += 1
-      steps_this_run += 1
-      step_times.append(time.time() - t0)
-      if step % log_every == 0 or step == total_steps:
-        loop_lib.write_scalars(writer, log_file, m, step)
-      if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{m['data_loss']:.3f}", acc=f"{m['peak_acc']:.2f}", refresh=False)
-      if step % checkpoint_every == 0 or step == total_steps:
-        save()
-  finally:
-    loop_lib.close_run(bar, writer, log_file, pool)
-  ckpt.close()
-  warm = step_times[1:] or step_times
-  summary = {"steps": step, "steps_this_run": steps_this_run, "resumed_from": resumed_from,
-             "seconds": time.time() - t_start, "cpu_seconds": time.process_time() - c_start,
-             "steps_per_s": len(warm) / max(sum(warm), 1e-9) if warm else None,
-             "first_step_s": step_times[0] if step_times else None, "last_metrics": m}
-  with open(os.path.join(workdir, "train_summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  return state, summary
+  lcfg = loop_lib.LoopConfig(workdir=workdir, total_steps=total_steps, checkpoint_every=checkpoint_every,
+                             log_every=log_every, seed=seed, stop_after=stop_after,
+                             nan_at_step=nan_at_step, progress=progress, max_to_keep=max_to_keep)
+  hooks = dataclasses.replace(HOOKS, desc=f"memtrack {model_cfg.name}")
+  return loop_lib.train(
+      init_fn=lambda key: init_state(key, model_cfg, task_cfg),
+      update_fn=lambda state, batch, key, p_pred: update(state, batch, key),
+      batch_fn=lambda position, stage: sampler.batch(position),
+      curriculum=loop_lib.fixed_stage(task_cfg.steps_per_sample, task_cfg.batch), config=lcfg,
+      meta=run_meta(model_cfg, task_cfg, data), hooks=hooks)
 
 
 # --------------------------------------------------------------------------- data sources

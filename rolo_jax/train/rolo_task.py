@@ -456,7 +456,7 @@ def train_rolo(workdir: str, cfg: rolo.RoloConfig, task: RoloTaskConfig, data: W
   return yolo_task.fit(workdir=workdir, init_fn=init_fn, update_fn=update, batch_fn=batch_fn,
                        total_steps=task.steps, meta=run_meta, seed=task.seed,
                        checkpoint_every=task.checkpoint_every, progress=progress,
-                       stop_after=stop_after, log=log)
+                       stop_after=stop_after, log=log, batch_shape=(cfg.window, task.batch))
 
 
 # --------------------------------------------------------------------------------------------------

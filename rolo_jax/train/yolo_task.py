@@ -21,10 +21,11 @@ Update (jitted, params and optimiser state donated)::
     L = yolo.loss(yolo.apply(params, x, train=True, rng=fold_in(key, step)), targets)   (YOLO v1 eq. 3)
     params <- Adam(lr(step)) step on ∇L              (warm-up + cosine schedule, optim.lr_schedule)
 
-``fit`` is the small training loop both ROLO tasks use (this one and ``rolo_task``): one orbax
-``Checkpointer`` per workdir (``rolo_jax.train.checkpoint``), resume from the latest checkpoint
-(params, optimiser state, step; the data and dropout keys are functions of the step), JSON-lines
-log, stop with a clear error on a non-finite loss or gradient.
+``fit`` runs both ROLO tasks (this one and ``rolo_task``) through the project's one training loop
+(``rolo_jax.train.loop.train``, a one-stage curriculum): one orbax ``Checkpointer`` per workdir,
+resume from the latest checkpoint (params, optimiser state, step; the data and dropout keys are
+functions of the step), TensorBoard and JSON-lines log, stop with a clear error on a non-finite
+loss or gradient.
 
 Detection (``Detector``): one jitted forward pass per chunk of frames gives fc1's features
 (ROLO's visual features X_t) and the detections (``yolo.decode``: class-specific score >=
@@ -39,11 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
-import os
-import sys
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence as Seq, Tuple
 
@@ -210,19 +206,25 @@ def make_batch(data: MultiObjectImages, step: int, batch: int, cfg: yolo.YoloCon
 
 
 # --------------------------------------------------------------------------------------------------
-# the training loop shared by the ROLO tasks
+# the ROLO tasks' entry to the training loop
 
-# The same errors as the curriculum loop's (one class each, whichever loop raised it).
+# The loop's errors, under the names the ROLO code has used.
 NonFiniteError = loop_lib.NonFiniteError
 ConfigMismatchError = loop_lib.ConfigMismatchError
+
+
+class FitState(NamedTuple):
+  params: PyTree
+  opt_state: PyTree
+  step: jax.Array  # int32 scalar: updates applied so far
 
 
 def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn: Callable,
         batch_fn: Callable[[int], Any], total_steps: int, meta: Dict[str, Any], seed: int = 0,
         checkpoint_every: int = 100, log_every: int = 10, progress: bool = True,
-        stop_after: Optional[int] = None, log: Optional[Callable[[str], None]] = None
-        ) -> Tuple[PyTree, Dict[str, Any]]:
-  """Trains (or resumes) a run in ``workdir``.
+        stop_after: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
+        batch_shape: Tuple[int, int] = (1, 1)) -> Tuple[PyTree, Dict[str, Any]]:
+  """Trains (or resumes) a run in ``workdir`` with rolo_jax.train.loop (one stage, no curriculum).
 
   Args:
     init_fn: () -> (params, opt_state) of a fresh run.
@@ -233,74 +235,35 @@ def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn
     meta: JSON-able run description saved with every checkpoint; resuming a workdir whose
       checkpoint has a different 'model', 'config' or 'task' raises ConfigMismatchError.
     stop_after: end this process after that many updates (tests: an interrupted run).
+    log: called with a line when the run resumes.
+    batch_shape: (frames per sample, samples) of a batch, for the loop's frames/s figure.
   Returns:
-    (params, summary) with summary = {steps, steps_this_run, resumed_from, seconds,
-    steps_per_s, last: metrics of the last update}.
+    (params, the loop's summary: steps, steps_this_run, resumed_from, seconds, steps_per_s,
+    last: the scalar metrics of the last update, ...).
   Raises:
     NonFiniteError: a non-finite loss or gradient norm (no checkpoint written for it).
   """
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  ck = ckpt_lib.Checkpointer(workdir)
-  params, opt_state = init_fn()
-  step = 0
-  resumed_from = ck.latest_step()
-  if resumed_from is not None:
-    loop_lib.check_meta(ck.read_json(resumed_from)["meta"], meta, workdir)
-    r = ck.restore(params_like=params, opt_state_like=opt_state, step=resumed_from)
-    params = jax.tree_util.tree_map(jnp.asarray, r["params"])
-    opt_state = jax.tree_util.tree_map(jnp.asarray, r["opt_state"])
-    step = int(r["train"]["step"])
-    if log:
-      log(f"resuming {workdir} from step {step}")
   base_key = jax.random.PRNGKey(seed)
 
-  def save():
-    ck.save(step, params=params, opt_state=opt_state, train={"step": step, "seed": seed},
-            meta=dict(meta, step=step))
+  def init(_key):
+    params, opt_state = init_fn()
+    return FitState(params, opt_state, jnp.zeros((), jnp.int32))
 
-  bar = None
-  if progress and step < total_steps:
-    from tqdm import tqdm
-    bar = tqdm(total=total_steps, initial=step, desc=str(meta.get("model", "train")), unit="step",
-               file=sys.stderr, dynamic_ncols=True, leave=False)
-  t0 = time.time()
-  steps_this_run = 0
-  last: Dict[str, float] = {}
-  with open(os.path.join(workdir, "train_log.jsonl"), "a") as logf:
-    try:
-      while step < total_steps:
-        if stop_after is not None and steps_this_run >= stop_after:
-          break
-        batch = batch_fn(step)
-        params, opt_state, metrics = update_fn(params, opt_state, batch,
-                                               jax.random.fold_in(base_key, step))
-        m = {k: float(v) for k, v in jax.device_get(metrics).items() if np.ndim(v) == 0}
-        for what in ("loss", "grad_norm"):
-          if what in m and not math.isfinite(m[what]):
-            raise NonFiniteError(step + 1, what, m[what])
-        step += 1
-        steps_this_run += 1
-        last = m
-        if step % log_every == 0 or step == total_steps:
-          logf.write(json.dumps(dict(m, step=step, seconds=time.time() - t0)) + "\n")
-          logf.flush()
-        if bar is not None:
-          bar.update(1)
-          bar.set_postfix(loss=f"{m['loss']:.4f}", refresh=False)
-        if step % checkpoint_every == 0 or step == total_steps:
-          save()
-    finally:
-      if bar is not None:
-        bar.close()
-  if step == total_steps and ck.latest_step() != step:
-    save()
-  ck.close()
-  secs = time.time() - t0
-  summary = {"steps": step, "steps_this_run": steps_this_run, "resumed_from": resumed_from,
-             "seconds": secs, "steps_per_s": steps_this_run / secs if secs > 0 else float("nan"),
-             "last": last}
-  return params, summary
+  def update(state, batch, _key, _p_pred):
+    # The key is fold_in(PRNGKey(seed), step), as before these runs used the shared loop (so
+    # the measured ROLO / detector runs stay reproducible), not the loop's stored training key.
+    params, opt_state, metrics = update_fn(state.params, state.opt_state, batch,
+                                           jax.random.fold_in(base_key, state.step))
+    return FitState(params, opt_state, state.step + 1), metrics
+
+  lcfg = loop_lib.LoopConfig(workdir=workdir, total_steps=total_steps, checkpoint_every=checkpoint_every,
+                             log_every=log_every, seed=seed, stop_after=stop_after, progress=progress)
+  hooks = loop_lib.TaskHooks(postfix=("loss",), desc=str(meta.get("model", "train")))
+  state, summary = loop_lib.train(init_fn=init, update_fn=update,
+                                  batch_fn=lambda position, stage: batch_fn(position),
+                                  curriculum=loop_lib.fixed_stage(*batch_shape), config=lcfg, meta=meta,
+                                  hooks=hooks, log=log)
+  return state.params, summary
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,7 +326,7 @@ def train_detector(workdir: str, task: YoloTaskConfig = TASK_CONFIGS["default"],
   params, summary = fit(workdir=workdir, init_fn=init_fn, update_fn=update, batch_fn=batch_fn,
                         total_steps=task.steps, meta=meta, seed=task.seed,
                         checkpoint_every=task.checkpoint_every, progress=progress,
-                        stop_after=stop_after, log=log)
+                        stop_after=stop_after, log=log, batch_shape=(1, task.batch))
   summary.update(config=cfg, data_images=int(len(made["data"].images)) if made["data"] is not None else 0)
   return params, summary
 
