@@ -173,7 +173,7 @@ def train(exp: ExperimentConfig, workdir: str, *, detector=None, feature_channel
   """Trains (or resumes) the model in `workdir`. Returns (params, model cfg, dvec cfg, summary)."""
   import jax
   from rolo_jax.train import association_task as task_lib
-  from rolo_jax.train import curriculum, loop, optim
+  from rolo_jax.train import loop, optim
 
   dvec = dvec_config(exp, feature_channels)
   cfg = model_config(exp, dvec)
@@ -214,7 +214,7 @@ def train(exp: ExperimentConfig, workdir: str, *, detector=None, feature_channel
   state, summary = loop.train(
       init_fn=lambda key: task_lib.make_train_state(key, cfg, tx), update_fn=update,
       batch_fn=batch_fn,
-      curriculum=curriculum.CurriculumConfig(stages=((exp.window, exp.batch),), p_pred=0.0),
+      curriculum=loop.fixed_stage(exp.window, exp.batch),
       config=loop.LoopConfig(workdir=workdir, total_steps=exp.steps,
                              checkpoint_every=exp.checkpoint_every, seed=exp.seed,
                              progress=progress, stop_after=stop_after),
