@@ -60,6 +60,11 @@ import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
 from rolo_jax.errors import DataError, cli_main
+from rolo_jax.mot.association_tracker import TrackerConfig
+
+_TRACKER = TrackerConfig()   # the experiment's tracker settings default to the tracker's own
+_TRACKER_FIELDS = ("sim_threshold", "iou_gate", "reid_distance", "reid_sim_threshold", "iou_weight",
+                   "max_age", "min_hits", "output")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,15 +88,15 @@ class ExperimentConfig:
   clip_norm: float = 1.0
   seed: int = 0
   checkpoint_every: int = 500
-  # Tracker.
-  sim_threshold: float = 0.3
-  iou_gate: float = 0.1
-  reid_distance: float = 1.5
-  reid_sim_threshold: Optional[float] = 0.7
-  iou_weight: float = 1.0
-  max_age: int = 30
-  min_hits: int = 3
-  output: str = "detection"
+  # Tracker (_TRACKER_FIELDS; defaults: rolo_jax.mot.association_tracker.TrackerConfig's).
+  sim_threshold: float = _TRACKER.sim_threshold
+  iou_gate: float = _TRACKER.iou_gate
+  reid_distance: float = _TRACKER.reid_distance
+  reid_sim_threshold: Optional[float] = _TRACKER.reid_sim_threshold
+  iou_weight: float = _TRACKER.iou_weight
+  max_age: int = _TRACKER.max_age
+  min_hits: int = _TRACKER.min_hits
+  output: str = _TRACKER.output
 
   def replace(self, **kw) -> "ExperimentConfig":
     return dataclasses.replace(self, **kw)
@@ -141,12 +146,7 @@ def model_config(exp: ExperimentConfig, dvec):
 
 
 def tracker_config(exp: ExperimentConfig, **over):
-  from rolo_jax.mot.association_tracker import TrackerConfig
-
-  kw = dict(sim_threshold=exp.sim_threshold, iou_gate=exp.iou_gate,
-            reid_distance=exp.reid_distance, reid_sim_threshold=exp.reid_sim_threshold,
-            iou_weight=exp.iou_weight, max_age=exp.max_age, min_hits=exp.min_hits,
-            output=exp.output)
+  kw = {f: getattr(exp, f) for f in _TRACKER_FIELDS}
   kw.update(over)
   return TrackerConfig(**kw)
 
