@@ -14,7 +14,9 @@ run only re-evaluates. Outputs in the workdir:
   detector_metrics.json   class-agnostic AP@0.5, recall, precision, detections per frame on
                           held-out multi-object videos (make_split('test', multi=True)), timings
   detections.png          detections on a few held-out frames (blue) with the ground truth (green)
-  train_log.jsonl         loss terms, lr, gradient / parameter / update norms every 10 steps
+  train_log.jsonl, tb/    loss terms, lr, gradient / parameter / update norms every 10 steps
+                          (JSON lines and TensorBoard; rolo_jax.train.loop)
+  train_summary.json      steps, seconds, steps/s, the last update's metrics
 
 Default config (yolo_task.TASK_CONFIGS['default']): the 'tiny_fast' YOLO v1 (112×112 input, 6
 convs, the first with stride 2; 256-d features; S=7, B=2, C=6 synthetic classes; confidence
