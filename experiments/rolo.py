@@ -104,6 +104,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -229,22 +230,29 @@ def prepare_detector(args, log=print):
                                                   "detector_metrics": metrics.get("test")}
 
 
-def synthetic_split(split: str, n: int, cfg, log=print):
-  """The first n sequences of a synthetic split whose target is visible in frame 0 (a tracker
-  needs an initial box; the others are skipped and named in the log)."""
+def iter_synthetic_split(split: str, n: int, cfg, log=print):
+  """Yields the first n sequences of a synthetic split whose target is visible in frame 0 (a
+  tracker needs an initial box; the others are skipped and named in the log), one at a time:
+  a consumer that keeps only what it derives from each (the training caches) holds at most two
+  videos' frames at a time (the one being made and the previous one), not the split's."""
   from rolo_jax.data import synthetic
 
-  out, skipped, i = [], [], 0
-  while len(out) < n:
+  made, skipped, i = 0, [], 0
+  while made < n:
     seq = synthetic.make_split(split, 1, cfg, start=i)[0]
     i += 1
     if np.all(np.isfinite(seq.boxes[0])):
-      out.append(seq)
+      made += 1
+      yield seq
     else:
       skipped.append(seq.name)
   if skipped:
     log(f"{split}: skipped {len(skipped)} sequence(s) whose target is hidden in frame 0: {', '.join(skipped)}")
-  return out
+
+
+def synthetic_split(split: str, n: int, cfg, log=print):
+  """The list of `iter_synthetic_split`'s sequences."""
+  return list(iter_synthetic_split(split, n, cfg, log))
 
 
 def load_sequences(args, protocols, log=print):
@@ -253,8 +261,11 @@ def load_sequences(args, protocols, log=print):
 
   Synthetic: the test split's --num_test videos (150 frames) are the held-out sequences of
   'sequences' and the sequences of 'first_third' / 'third_labels'; the train split's --num_train
-  videos (64 frames) train 'sequences' (made only when that protocol runs). OTB folder: every
-  sequence; 'sequences' splits them (``rolo_task.split_sequences``), the other protocols use all.
+  videos (64 frames) train 'sequences' (made only when that protocol runs). The training videos
+  come as a generator (`iter_synthetic_split`) chained after the test list: ``cache_all`` makes,
+  caches and drops them one at a time (800 videos of 150 frames are 7 GB of frames). OTB folder:
+  every sequence (a list; frames are read from disk when used); 'sequences' splits them
+  (``rolo_task.split_sequences``), the other protocols use all.
   """
   from rolo_jax.data import synthetic
   from rolo_jax.train import rolo_task
@@ -267,10 +278,11 @@ def load_sequences(args, protocols, log=print):
       train_cfg = synthetic.PRESETS["train"] if not args.smoke else synthetic.SyntheticConfig(num_frames=16)
       if args.train_frames and not args.smoke:
         train_cfg = dataclasses.replace(train_cfg, num_frames=int(args.train_frames))
-      train = synthetic_split("train", args.num_train, train_cfg, log)
-    seqs = test + train
+      train = iter_synthetic_split("train", args.num_train, train_cfg, log)
+    seqs = itertools.chain(test, train)
     te = list(range(len(test)))
-    return seqs, list(range(len(test), len(seqs))), te, te
+    n_train = args.num_train if "sequences" in protocols else 0
+    return seqs, list(range(len(test), len(test) + n_train)), te, te
   from experiments.otb_baselines import find_sequences_json
   from rolo_jax.data.formats.otb import read_otb_dataset
 
@@ -281,18 +293,22 @@ def load_sequences(args, protocols, log=print):
   return seqs, tr, te, list(range(len(seqs)))
 
 
-def cache_all(seqs, detector, args, log=print):
+def cache_all(seqs, detector, args, log=print, keep=None):
+  """(caches, sequences): one cache per sequence of the iterable `seqs`, in order.  Sequence i is
+  kept in the returned list when keep(i) (default: all); otherwise None stands in for it, so an
+  in-memory video that only trains is dropped as soon as it is cached."""
   from rolo_jax.train import rolo_task
 
-  out = []
-  for s in seqs:
+  out, kept = [], []
+  for i, s in enumerate(seqs):
     if args.features_dir:
       folder = os.path.join(args.features_dir, s.name)
       out.append(rolo_task.cache_from_feature_folder(s, folder, args.feature_dim or 4096,
                                                      history=args.history, iou_min=args.iou_min))
     else:
       out.append(rolo_task.cache_sequence(s, detector, history=args.history, iou_min=args.iou_min))
-  return out
+    kept.append(s if keep is None or keep(i) else None)
+  return out, kept
 
 
 class Prepared(dict):
@@ -316,7 +332,12 @@ def prepare(args, log=print, protocols=None) -> Prepared:
     detector, info = prepare_detector(args, log)
   seqs, tr, te, pool = load_sequences(args, protocols, log)
   t1 = time.time()
-  caches = cache_all(seqs, detector, args, log)
+  # Only the sequences a protocol scores are used after caching (their frames: GIFs, pictures);
+  # synthetic training videos are dropped as they are cached. Folder sequences read their frames
+  # from disk and are all kept.
+  scored = set(te) | set(pool)
+  caches, seqs = cache_all(seqs, detector, args, log,
+                           keep=(lambda i: i in scored) if args.data_dir is None else None)
   cache_s = time.time() - t1
   frames = sum(c.num_frames for c in caches)
   log(f"cached {frames} frames in {cache_s:.0f} s ({frames / max(cache_s, 1e-9):.0f} frames/s, detector "

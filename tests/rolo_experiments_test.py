@@ -61,6 +61,41 @@ def test_rolo_experiment_smoke_all_protocols_and_resume(tmp_path, detector_dir):
   assert boxes.shape == (5, 4) and np.all(np.isfinite(boxes))
 
 
+def test_training_videos_are_cached_as_made_and_dropped(detector_dir):
+  """experiments.rolo keeps no synthetic training video after its cache is made (800 videos of
+  150 frames were 7 GB of frames); the caches equal those of the kept list."""
+  import argparse
+  import gc
+  import weakref
+
+  from rolo_jax.data import synthetic
+  from rolo_jax.train import yolo_task
+
+  det = yolo_task.Detector.load(detector_dir, conf_thresh=0.0)
+  args = argparse.Namespace(features_dir=None, history=3, iou_min=0.1)
+  cfg = synthetic.SyntheticConfig(num_frames=8)
+  refs, alive_when_made = [], []
+
+  def videos():
+    for s in rolo_exp.iter_synthetic_split("train", 3, cfg):
+      gc.collect()
+      alive_when_made.append(sum(r() is not None for r in refs[1:]))   # dropped ones still alive
+      refs.append(weakref.ref(s))
+      yield s
+
+  caches, kept = rolo_exp.cache_all(videos(), det, args, keep=lambda i: i == 0)
+  gc.collect()
+  assert kept[0] is not None and kept[1] is None and kept[2] is None
+  assert refs[0]() is not None and refs[1]() is None and refs[2]() is None
+  # While a video is made, at most the previous one is still referenced: never the whole split.
+  assert alive_when_made == [0, 0, 1]
+  ref_caches, ref_kept = rolo_exp.cache_all(rolo_exp.synthetic_split("train", 3, cfg), det, args)
+  assert [s.name for s in ref_kept] == [c.name for c in caches]
+  for a, b in zip(caches, ref_caches):
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.assigned, b.assigned)
+
+
 def test_heatmap_experiment_smoke(tmp_path, detector_dir):
   wd = str(tmp_path / "hm")
   assert rolo_heatmap.main(["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress",
