@@ -94,8 +94,9 @@ per tracker), and per protocol <workdir>/<protocol>/:
   tracker/             ROLO + detector: make_tracker('rolo', checkpoint=<workdir>/<protocol>/tracker)
 
 Measured with no flags and the runs/yolo_pretrain detector (2 CPU cores shared with other jobs,
-load ~4): 980 s in all (caching 123,000 frames 203 s; each protocol's training ~210 s), peak memory
-8.8 GB (the 800 training videos' frames are held until caching ends). Average overlap (AUC):
+load ~4): 980 s in all (caching 123,000 frames 203 s; each protocol's training ~210 s). Quiet
+machine, session 6: 8 min 38 s, peak memory 1.57 GB (training videos are cached as they are made
+and dropped; 8.8 GB when all 800 were held until caching ended). Average overlap (AUC):
   sequences     YOLO 0.249 (0.251)  YOLO+SORT 0.255 (0.257)  ROLO 0.258 (0.261)
   first_third   YOLO 0.182 (0.185)  YOLO+SORT 0.189 (0.192)  ROLO 0.124 (0.130)
   third_labels  YOLO 0.250 (0.252)  YOLO+SORT 0.255 (0.258)  ROLO 0.573 (0.566)
