@@ -20,8 +20,8 @@ metrics.json (AUC, precision@20 and fps per tracker, training frames/s per stage
 success_precision.png, sequences.md / sequences.csv (per-sequence table), re3_<seq>.gif.
 
 Deviations from the paper (which fine-tunes a pretrained CaffeNet on real video for ~200k
-iterations at lr 1e-5): the tiny model starts from random weights, so the learning rate is 1e-3
-with a cosine decay; the curriculum stages keep the paper's doubling of T and halving of B but
+iterations at lr 1e-5): the tiny model starts from random weights, so the learning rate is 7e-4
+(--lr) with a 50-step warm-up and a cosine decay to 0.3 of it; the curriculum stages keep the paper's doubling of T and halving of B but
 with T*B = 64 frames per update (the paper's 128 is twice the CPU cost per step), and advance at
 fixed step counts so the 15-minute budget is predictable (--stage_steps "" switches to the
 automatic plateau rule with --patience / --min_delta).

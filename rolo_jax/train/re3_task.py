@@ -117,7 +117,12 @@ def nudge_boxes(box: jax.Array, gt: jax.Array, cfg: TaskConfig) -> jax.Array:
 
 
 def sanitize_boxes(box: jax.Array, fallback: jax.Array, valid_hw: jax.Array, cfg: TaskConfig) -> jax.Array:
-  """Finite, ordered boxes with min_box <= size <= max_box_factor * image and centre inside."""
+  """Finite, ordered boxes with min_box <= size <= max_box_factor * image and centre inside.
+
+  The online tracker (`rolo_jax.trackers.re3.sanitise_boxes`) lets the centre go half a box past
+  the frame's edge instead: there, with no ground truth to return to, a target leaving the frame
+  must be followable up to the edge. Here every fed-back box is then nudged toward the ground truth,
+  whose centre is inside the image, so the tighter clamp changes little."""
   ok = jnp.all(jnp.isfinite(box), axis=-1, keepdims=True)
   box = jnp.where(ok, box, fallback)
   x1, x2 = jnp.minimum(box[:, 0], box[:, 2]), jnp.maximum(box[:, 0], box[:, 2])
