@@ -71,6 +71,10 @@ flags.DEFINE_float("centre_noise", 1.0 / 5.0, "Laplace scale of the jittered cro
                    "in box sizes (spec: 1/5).")
 flags.DEFINE_float("size_noise", 1.0 / 15.0, "Laplace scale of the jittered crop box's size factor "
                    "(spec: 1/15; see the tuning record in WORKSPACE.md for 0.2).")
+flags.DEFINE_bool("nudge_pred", True, "Nudge fed-back predictions toward the ground truth as the spec nudges "
+                  "jittered boxes (the project's deviation, re3_task; --nonudge_pred: the spec's rule).")
+flags.DEFINE_float("min_visible", 0.7, "The nudge's rule: the 2x crop window must hold this fraction of the "
+                   "ground truth's area (spec: 0.7).")
 flags.DEFINE_float("weight_decay", 0.0005, "L2 coefficient: wd * sum 1/2 ||v||^2 added to the loss.")
 flags.DEFINE_integer("seed", 0, "Seed of init, data order and training noise.")
 flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
@@ -172,8 +176,11 @@ def run():
         model_cfg = model_cfg.replace(**{name: s[name]})
       except ValueError as e:
         raise app.UsageError(f"--{name} {s[name]}: {e}") from None
+  if not 0.0 <= s["min_visible"] <= 1.0:
+    raise app.UsageError(f"--min_visible {s['min_visible']}: expected a fraction in [0, 1]")
   task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"],
-                                 centre_noise=s["centre_noise"])
+                                 centre_noise=s["centre_noise"], nudge_pred=s["nudge_pred"],
+                                 min_visible=s["min_visible"])
   log = lambda msg: print(msg, flush=True)
 
   train_info = {}
@@ -294,7 +301,7 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
-              "weight_decay", "crop_size", "fc6_units", "lstm_hidden", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
+              "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")
 

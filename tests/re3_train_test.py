@@ -372,11 +372,23 @@ def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
   assert ck.Checkpointer(str(tmp_path / "c")).latest_step() == 3
 
 
+def test_cli_task_flags_reach_the_checkpoint_and_guard_resume(tmp_path):
+  r = cli(tmp_path / "w", "--nonudge_pred", "--min_visible=0.5", "--noeval")
+  assert r.returncode == 0, r.stderr[-2000:]
+  c = ck.Checkpointer(str(tmp_path / "w"))
+  task = c.read_json(c.latest_step())["meta"]["task"]
+  assert task["nudge_pred"] is False and task["min_visible"] == 0.5
+  # The same workdir with the default task settings is another run: refused, nothing written.
+  again = cli(tmp_path / "w", "--noeval")
+  assert again.returncode == 2 and "different 'task'" in again.stderr and "Traceback" not in again.stderr
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--lstm_hidden=-3", "--lstm_hidden -3: expected a positive size"),
     ("--crop_size=5", "--crop_size 5:"),
     ("--centre_noise=-1", "--centre_noise -1.0: expected a Laplace scale >= 0"),
     ("--size_noise=-0.5", "--size_noise -0.5: expected a Laplace scale >= 0"),
+    ("--min_visible=1.5", "--min_visible 1.5: expected a fraction in [0, 1]"),
 ])
 def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):
   r = cli(tmp_path / "w", flag)
