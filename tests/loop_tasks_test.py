@@ -93,7 +93,7 @@ def run_with_metric(tmp_path, name, finite):
     return state._replace(step=state.step + 1), metrics
 
   cfg = loop.LoopConfig(workdir=str(tmp_path / name), total_steps=3, checkpoint_every=1, progress=False)
-  return loop.train(init_fn=lambda key: yolo_task.FitState({"w": jnp.zeros(2)}, {"m": jnp.zeros(2)}, jnp.zeros((), jnp.int32)),
+  return loop.train(init_fn=lambda key: loop.TrainState({"w": jnp.zeros(2)}, {"m": jnp.zeros(2)}, jnp.zeros((), jnp.int32)),
                     update_fn=update, batch_fn=lambda pos, stage: None, curriculum=loop.fixed_stage(),
                     config=cfg, meta=META, hooks=loop.TaskHooks(finite=finite))
 

@@ -64,14 +64,9 @@ from rolo_jax.data.sequence import MultiSequence, Objects
 from rolo_jax.models import association as model
 from rolo_jax.mot import detections as det_lib
 from rolo_jax.train import optim
+from rolo_jax.train.loop import TrainState
 
 PyTree = Any
-
-
-class TrainState(NamedTuple):
-  params: PyTree
-  opt_state: PyTree
-  step: jax.Array  # int32 scalar
 
 
 class WindowBatch(NamedTuple):

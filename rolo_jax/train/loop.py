@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +150,14 @@ def close_run(bar, writer, log_file, pool) -> None:
     writer.close()
   log_file.close()
   pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TrainState(NamedTuple):
+  """The state of a run without extra statistics (Re3, association LSTM, detector, ROLO); MemTrack
+  has its own with BatchNorm statistics (and its TaskHooks)."""
+  params: PyTree
+  opt_state: PyTree
+  step: jax.Array  # int32 scalar: updates applied so far
 
 
 def _inject_nan(batch):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence as Seq, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence as Seq, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -49,14 +49,9 @@ from rolo_jax.cells.unroll import unroll
 from rolo_jax.data import crops as crops_lib
 from rolo_jax.models import re3
 from rolo_jax.train import optim
+from rolo_jax.train.loop import TrainState
 
 PyTree = Any
-
-
-class TrainState(NamedTuple):
-  params: PyTree
-  opt_state: PyTree
-  step: jax.Array  # int32 scalar: updates applied so far
 
 
 @dataclasses.dataclass(frozen=True)

@@ -213,12 +213,6 @@ NonFiniteError = loop_lib.NonFiniteError
 ConfigMismatchError = loop_lib.ConfigMismatchError
 
 
-class FitState(NamedTuple):
-  params: PyTree
-  opt_state: PyTree
-  step: jax.Array  # int32 scalar: updates applied so far
-
-
 def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn: Callable,
         batch_fn: Callable[[int], Any], total_steps: int, meta: Dict[str, Any], seed: int = 0,
         checkpoint_every: int = 100, log_every: int = 10, progress: bool = True,
@@ -247,14 +241,14 @@ def fit(*, workdir: str, init_fn: Callable[[], Tuple[PyTree, PyTree]], update_fn
 
   def init(_key):
     params, opt_state = init_fn()
-    return FitState(params, opt_state, jnp.zeros((), jnp.int32))
+    return loop_lib.TrainState(params, opt_state, jnp.zeros((), jnp.int32))
 
   def update(state, batch, _key, _p_pred):
     # The key is fold_in(PRNGKey(seed), step), as before these runs used the shared loop (so
     # the measured ROLO / detector runs stay reproducible), not the loop's stored training key.
     params, opt_state, metrics = update_fn(state.params, state.opt_state, batch,
                                            jax.random.fold_in(base_key, state.step))
-    return FitState(params, opt_state, state.step + 1), metrics
+    return loop_lib.TrainState(params, opt_state, state.step + 1), metrics
 
   lcfg = loop_lib.LoopConfig(workdir=workdir, total_steps=total_steps, checkpoint_every=checkpoint_every,
                              log_every=log_every, seed=seed, stop_after=stop_after, progress=progress)
