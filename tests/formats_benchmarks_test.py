@@ -253,6 +253,15 @@ def test_got10k_test_split_first_box_only_and_dataset(tmp_path):
     got10k.read_got10k_dataset(tmp_path, split="train")
 
 
+def test_got10k_missing_frame_is_an_error(tmp_path):
+  d = _fake_got(tmp_path)
+  os.remove(os.path.join(d, "00000002.jpg"))
+  for strict in (True, False):
+    with pytest.raises(DataError, match=r"frame numbers jump from 1 \(00000001.jpg\) to 3 "
+                                        r"\(00000003.jpg\): is an image missing\?"):
+      got10k.read_got10k_sequence(d, strict=strict)
+
+
 def test_got10k_errors(tmp_path):
   d = _fake_got(tmp_path, absence="0\n0\n1\n")
   with pytest.raises(DataError, match="absence.label: has 3 values but the sequence has 4 frames"):
@@ -432,6 +441,12 @@ def test_vid_dataset_splits(tmp_path):
     (lambda x: x.replace(AIRPLANE, "n99999999"), 10, "not one of the 30 VID synsets"),
     (lambda x: x.replace("<xmax>29</xmax>", "<xmax>5</xmax>"), 11, "xmax < xmin"),
     (lambda x: x.replace("<trackid>0</trackid>\n", ""), 8, "<object> has no <trackid>"),
+    (lambda x: x.replace("<xmin>10</xmin>", "<xmin>nan</xmin>"), 13, "<xmin> should be a finite number"),
+    (lambda x: x.replace("<xmin>10</xmin>", "<xmin>1_0</xmin>"), 13, "<xmin> should be a number"),
+    (lambda x: x.replace("<trackid>0</trackid>", "<trackid>nan</trackid>"), 9,
+     "<trackid> should be a finite number"),
+    (lambda x: x.replace("<trackid>0</trackid>", "<trackid>-1</trackid>"), 9,
+     "<trackid> should be 0 or more"),
 ])
 def test_vid_bad_xml_names_file_and_line(tmp_path, mutate, line, what):
   anno, data = _fake_vid(tmp_path)

@@ -207,16 +207,68 @@ def test_groundtruth_with_a_row_per_image_is_cut_to_the_range(tmp_path):
 
 
 def test_natural_sort_and_names_without_numbers(tmp_path):
-  d = _fake_seq(tmp_path, "Unpadded", img_names=["1.jpg", "10.jpg", "2.jpg"])
+  names = [f"{i}.jpg" for i in (1, 10, 2, 3, 4, 5, 6, 7, 8, 9)]  # as listdir might give them
+  d = _fake_seq(tmp_path, "Unpadded", img_names=names)
   (s,) = otb.read_otb_sequence(d)
-  assert [os.path.basename(p) for p in s.frames.paths] == ["1.jpg", "2.jpg", "10.jpg"]
-  np.testing.assert_array_equal(s.frame_numbers, [1, 2, 10])
+  assert [os.path.basename(p) for p in s.frames.paths] == [f"{i}.jpg" for i in range(1, 11)]
+  np.testing.assert_array_equal(s.frame_numbers, np.arange(1, 11))
   d = _fake_seq(tmp_path, "Letters", img_names=["b.jpg", "a.jpg", "c.jpg", "d.jpg"],
                 rows=["1,1,2,2", "2,2,2,2"])
   (s,) = otb.read_otb_sequence(d, sequences_json=[{"name": "letters", "start_frame": 2,
                                                    "end_frame": 3}])
   assert [os.path.basename(p) for p in s.frames.paths] == ["b.jpg", "c.jpg"]
   np.testing.assert_array_equal(s.frame_numbers, [2, 3])
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_missing_image_is_an_error_not_a_shift(tmp_path, strict):
+  # 0003.jpg missing: pairing the 5 boxes with the 4 images in order would give image 0004 the box
+  # of frame 3. Strict or not, the reader names the gap instead.
+  d = _fake_seq(tmp_path, "Gap", img_names=["0001.jpg", "0002.jpg", "0004.jpg", "0005.jpg"],
+                rows=[f"{i},{i},5,6" for i in range(1, 6)])
+  with pytest.raises(DataError, match=r"Gap/img: frame numbers jump from 2 \(0002.jpg\) to 4 "
+                                      r"\(0004.jpg\): is an image missing\?"):
+    otb.read_otb_sequence(d, strict=strict)
+  # Extra images after the last box (Football1's case) are not a gap: strict=False keeps the rest.
+  d = _fake_seq(tmp_path, "Extra", n_img=6, rows=[f"{i},{i},5,6" for i in range(1, 5)])
+  (s,) = otb.read_otb_sequence(d, strict=False)
+  assert len(s) == 4 and os.path.basename(s.frames.paths[-1]) == "0004.jpg"
+
+
+def test_blank_line_inside_ground_truth_is_an_error(tmp_path):
+  d = _fake_seq(tmp_path, "Blank", n_img=4, rows=["1,1,5,6", "2,2,5,6", "", "3,3,5,6", "4,4,5,6"])
+  with pytest.raises(DataError, match=r"groundtruth_rect.txt, line 3: blank line with more rows "
+                                      r"after it \(line 4\)"):
+    otb.read_otb_sequence(d, strict=False)
+  # Blank lines at the end are fine (trailing newlines).
+  d = _fake_seq(tmp_path, "Trailing", n_img=2, rows=["1,1,5,6", "2,2,5,6", "", ""])
+  (s,) = otb.read_otb_sequence(d)
+  assert len(s) == 2
+
+
+@pytest.mark.parametrize("row,msg", [("2_5,1,5,6", r"not a number: '2_5'"),
+                                     ("1,1,-5,6", r"negative width/height")])
+def test_ground_truth_row_rejected(tmp_path, row, msg):
+  d = _fake_seq(tmp_path, "Bad", n_img=3, rows=["1,1,5,6", row, "3,3,5,6"])
+  with pytest.raises(DataError, match=r"groundtruth_rect.txt, line 2: " + msg):
+    otb.read_otb_sequence(d)
+
+
+def test_frames_of_another_size_are_named(tmp_path):
+  d = _fake_seq(tmp_path, "Mixed", n_img=3)
+  _write_img(os.path.join(d, "img", "0002.jpg"), size=(9, 7))
+  (s,) = otb.read_otb_sequence(d)
+  s.frames[0]
+  with pytest.raises(DataError, match=r"0002.jpg: frame 1 is 9x7 but the sequence's first frame "):
+    s.frames[1]
+
+
+@pytest.mark.parametrize("js,msg", [({"couple": 1}, r"entry 'couple': expected an object"),
+                                    ({"couple": {"start_frame": True, "end_frame": True}},
+                                     r"need whole numbers 1 <= start_frame <= end_frame")])
+def test_sequences_json_values_checked(tmp_path, js, msg):
+  with pytest.raises(DataError, match=msg):
+    otb.load_sequences_json(js)
 
 
 def test_second_target_only_and_separator_from_json(tmp_path):

@@ -22,7 +22,8 @@ def list_images(folder: str | os.PathLike) -> List[str]:
   folder = os.fspath(folder)
   if not os.path.isdir(folder):
     raise DataError(folder, "frame folder does not exist")
-  names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+  names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")
+           and os.path.isfile(os.path.join(folder, n))]
   if not names:
     raise DataError(folder, f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
   return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]

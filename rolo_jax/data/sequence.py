@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence as Seq
 import numpy as np
 
 from rolo_jax.data.images import load_image, image_size
+from rolo_jax.errors import DataError
 
 
 class FrameSource(Protocol):
@@ -25,16 +26,28 @@ class FrameSource(Protocol):
 
 
 class ImageFiles:
-  """Frames stored as image files, decoded on access (RGB uint8 [H, W, 3])."""
+  """Frames stored as image files, decoded on access (RGB uint8 [H, W, 3]).
+
+  Every frame must have the first frame's size: a frame of another size raises DataError naming
+  both files when it is decoded (boxes of a sequence share one pixel grid)."""
 
   def __init__(self, paths: Seq[str]):
     self.paths = [os.fspath(p) for p in paths]
+    self._hw: Optional[tuple[int, int]] = None   # (height, width) of frame 0, read on first access
 
   def __len__(self) -> int:
     return len(self.paths)
 
   def __getitem__(self, i: int) -> np.ndarray:
-    return load_image(self.paths[i])
+    img = load_image(self.paths[i])
+    if self._hw is None:
+      w, h = image_size(self.paths[0]) if i != 0 else (img.shape[1], img.shape[0])
+      self._hw = (int(h), int(w))
+    if img.shape[:2] != self._hw:
+      raise DataError(self.paths[i], f"frame {i} is {img.shape[1]}x{img.shape[0]} but the sequence's "
+                                     f"first frame ({self.paths[0]}) is {self._hw[1]}x{self._hw[0]}; "
+                                     f"all frames of a sequence must have one size")
+    return img
 
   def size(self) -> tuple[int, int]:
     """(width, height) of the first frame."""

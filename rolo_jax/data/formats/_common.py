@@ -45,13 +45,14 @@ def rows_with_lines(path: str,
                     ncols: int | Seq[int],
                     *,
                     allow_nan: bool = False,
-                    what: str = "x,y,w,h") -> Tuple[np.ndarray, np.ndarray]:
+                    what: str = "x,y,w,h",
+                    one_row_per_frame: bool = True) -> Tuple[np.ndarray, np.ndarray]:
   """`read_rows` plus the 1-based file line of every row, so later checks can name the line.
 
   Returns:
     rows: float64 [N, C]; lines: int64 [N].
   """
-  rows = read_rows(path, ncols, allow_nan=allow_nan, what=what)
+  rows = read_rows(path, ncols, allow_nan=allow_nan, what=what, one_row_per_frame=one_row_per_frame)
   lines = np.asarray(content_lines(path), np.int64)
   assert len(lines) == len(rows), (path, len(lines), len(rows))
   return rows, lines
@@ -96,18 +97,40 @@ def frame_numbers_of(paths: Seq[str]) -> Optional[np.ndarray]:
 
 
 def count_mismatch(strict: bool, gt_path: str, n_boxes: int, frames_desc: str, n_frames: int,
-                   hint: str) -> int:
+                   hint: str, images: Optional[Seq[str]] = None) -> int:
   """Handles a frame/box count mismatch: DataError when strict, else the common length.
 
   The message says which side has more and how many, e.g.
   "img/ has 81 images but groundtruth_rect.txt has 74 boxes; <hint>".
+  With `images` (the frame files the boxes are paired with in order), a gap in their numbering
+  within the paired frames is an error first, strict or not: see `check_no_gaps`.
   """
+  if images is not None:
+    check_no_gaps(images, min(n_boxes, n_frames), gt_path)
   if n_boxes == n_frames:
     return n_frames
   if strict:
     raise DataError(gt_path, f"{frames_desc} has {n_frames} images but "
                     f"{os.path.basename(gt_path)} has {n_boxes} boxes; {hint}")
   return min(n_boxes, n_frames)
+
+
+def check_no_gaps(images: Seq[str], n: int, gt_path: str) -> None:
+  """DataError when the numbers in the names of images[:n] skip one (0049.jpg, then 0051.jpg).
+
+  Boxes are paired with frame files by position, so a missing image would pair every later box with
+  the wrong frame. Names without numbers are not checked (nothing to check them against)."""
+  nums = frame_numbers_of(images[:n])
+  if nums is None or len(nums) < 2:
+    return
+  jumps = np.nonzero(np.diff(nums) != 1)[0]
+  if len(jumps):
+    i = int(jumps[0])
+    a, b = os.path.basename(images[i]), os.path.basename(images[i + 1])
+    raise DataError(os.path.dirname(os.fspath(images[i + 1])),
+                    f"frame numbers jump from {nums[i]} ({a}) to {nums[i + 1]} ({b}): is an image "
+                    f"missing? {os.path.basename(gt_path)} holds one box per frame in order, so every "
+                    f"box after the gap would be paired with the wrong image")
 
 
 def read_ini(path: str) -> Dict[str, Dict[str, str]]:

@@ -81,7 +81,8 @@ def read_got10k_sequence(seq_dir: str | os.PathLike, *, strict: bool = True) -> 
     n = T
   else:
     n = _common.count_mismatch(strict, gt_path, len(rows), "the sequence folder", T,
-                               f"pass strict=False to use the first {min(len(rows), T)} frames")
+                               f"pass strict=False to use the first {min(len(rows), T)} frames",
+                               images)
     boxes = rows[:n].copy()
   meta["boxes_original"] = boxes.copy()
   for fname, key, lo, hi in (("absence.label", "absent", 0, 1), ("cover.label", "cover", 0, 8),

@@ -59,7 +59,8 @@ def read_lasot_sequence(seq_dir: str | os.PathLike, *, strict: bool = True) -> S
   occ = _read_flags(os.path.join(seq_dir, "full_occlusion.txt"), T, "full occlusion flag")
   oov = _read_flags(os.path.join(seq_dir, "out_of_view.txt"), T, "out-of-view flag")
   n = _common.count_mismatch(strict, gt_path, T, "img/", len(images),
-                             f"pass strict=False to use the first {min(T, len(images))} frames")
+                             f"pass strict=False to use the first {min(T, len(images))} frames",
+                             images)
   boxes = rows[:n].copy()
   boxes[(occ | oov)[:n]] = np.nan
   name = os.path.basename(os.path.normpath(seq_dir))

@@ -61,7 +61,7 @@ def read_mot_file(path: str | os.PathLike, kind: str = "gt") -> Objects:
   if kind not in _COLUMNS:
     raise ValueError(f"kind must be one of {sorted(_COLUMNS)}, got {kind!r}")
   path = _common.require_file(path, f"MOT {kind}")
-  rows, lines = _common.rows_with_lines(path, _COLUMNS[kind], what=_WHAT)
+  rows, lines = _common.rows_with_lines(path, _COLUMNS[kind], what=_WHAT, one_row_per_frame=False)
   if len(rows) == 0:
     return Objects.empty()
   frame = _common.check_integer(path, rows[:, 0], lines, "frame")

@@ -34,7 +34,6 @@ from typing import Any, Dict, List, Optional, Sequence as Seq, Union
 import numpy as np
 
 from rolo_jax.data.formats import _common
-from rolo_jax.data.formats.textrows import read_rows
 from rolo_jax.data.images import list_images, natural_key
 from rolo_jax.data.sequence import ImageFiles, Sequence
 from rolo_jax.errors import DataError
@@ -53,9 +52,12 @@ def read_otb_annotation(path: str | os.PathLike) -> np.ndarray:
   Returns:
     float64 [N, 4] x, y, w, h rows as written.
   Raises:
-    DataError naming the file and line for a wrong column count or a non-number.
+    DataError naming the file and line for a wrong column count, a non-number or a negative
+    width/height (zero sizes occur in the benchmark's files and pass).
   """
-  return read_rows(path, 4, what="x,y,w,h")
+  rows, lines = _common.rows_with_lines(os.fspath(path), 4, what="x,y,w,h")
+  _common.check_nonnegative_size(os.fspath(path), rows, lines)
+  return rows
 
 
 def _norm_name(name: str) -> str:
@@ -112,6 +114,10 @@ def load_sequences_json(src: SequencesJson) -> Dict[str, Dict[str, Any]]:
       except json.JSONDecodeError as e:
         raise DataError(source, f"invalid JSON: {e.msg}", line=e.lineno) from None
   if isinstance(src, dict):
+    for k, v in src.items():
+      if not isinstance(v, dict):
+        raise DataError(source, f"entry {k!r}: expected an object {{start_frame, end_frame}}, got "
+                                f"{type(v).__name__} {v!r}")
     src = [dict(v, name=v.get("name", k)) for k, v in src.items()]
   if not isinstance(src, list):
     raise DataError(source, f"expected a list of {{name, start_frame, end_frame}}, got {type(src).__name__}")
@@ -121,7 +127,8 @@ def load_sequences_json(src: SequencesJson) -> Dict[str, Dict[str, Any]]:
       name, start, end = str(e["name"]), e["start_frame"], e["end_frame"]
     except (KeyError, TypeError):
       raise DataError(source, f"entry {i} ({e!r}) lacks name/start_frame/end_frame") from None
-    if not (isinstance(start, int) and isinstance(end, int) and 1 <= start <= end):
+    whole = [isinstance(v, int) and not isinstance(v, bool) for v in (start, end)]  # JSON true is an int
+    if not (all(whole) and 1 <= start <= end):
       raise DataError(source, f"entry {i} ({name}): need whole numbers 1 <= start_frame <= "
                       f"end_frame, got {start!r}..{end!r}")
     table[_norm_name(name)] = {"name": name, "start_frame": start, "end_frame": end,
@@ -131,13 +138,18 @@ def load_sequences_json(src: SequencesJson) -> Dict[str, Dict[str, Any]]:
 
 def read_init_omit(path: str | os.PathLike) -> np.ndarray:
   """Reads an initOmit file: rows 'first last' (or a single frame number) -> int64 [K, 2]."""
-  rows, lines = _common.rows_with_lines(os.fspath(path), (1, 2), what="first,last frame")
+  rows, lines = _common.rows_with_lines(os.fspath(path), (1, 2), what="first,last frame",
+                                        one_row_per_frame=False)
   ranges = _common.check_integer(os.fspath(path), rows, lines, "a frame number")
   if ranges.shape[1] == 1:
     ranges = np.concatenate([ranges, ranges], axis=1)
   bad = np.nonzero(ranges[:, 0] > ranges[:, 1])[0]
   if len(bad):
     raise DataError(path, f"range {ranges[bad[0]].tolist()} has first > last", line=int(lines[bad[0]]))
+  bad = np.nonzero(ranges[:, 0] < 1)[0]
+  if len(bad):
+    raise DataError(path, f"range {ranges[bad[0]].tolist()}: frame numbers start at 1",
+                    line=int(lines[bad[0]]))
   return ranges.reshape(-1, 2)
 
 
@@ -281,7 +293,7 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
       n = _common.count_mismatch(
           strict, gt_path, len(boxes), "img/", len(frames),
           "pass sequences_json=otb100_sequences.json to take the benchmark's frame range, or "
-          f"strict=False to use the first {min(len(boxes), len(frames))} frames")
+          f"strict=False to use the first {min(len(boxes), len(frames))} frames", frames)
     if n != len(boxes) or n != len(frames):
       meta["truncated"] = (f"{len(frames)} frames and {len(boxes)} boxes; kept the first {n} "
                            "(strict=False)")

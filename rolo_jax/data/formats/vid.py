@@ -21,6 +21,7 @@ Snippets of a split without annotations (test) give frames only (gt None).
 """
 from __future__ import annotations
 
+import math
 import os
 import xml.parsers.expat
 from typing import Any, Dict, List, Optional, Tuple
@@ -101,9 +102,13 @@ def _number(path: str, parent: _Node, tag: str, *, integer: bool = True) -> floa
   if node is None:
     raise DataError(path, f"<{parent.tag}> has no <{tag}>", line=parent.line)
   try:
+    if node.text is None or "_" in node.text:  # float() reads '2_5' as 25
+      raise ValueError(node.text)
     v = float(node.text)
   except ValueError:
     raise DataError(path, f"<{tag}> should be a number, got {node.text!r}", line=node.line) from None
+  if not math.isfinite(v):
+    raise DataError(path, f"<{tag}> should be a finite number, got {node.text!r}", line=node.line)
   if integer and v != int(v):
     raise DataError(path, f"<{tag}> should be a whole number, got {node.text!r}", line=node.line)
   return v
@@ -129,6 +134,8 @@ def read_vid_frame_xml(path: str, *, inclusive_max: bool = True) -> Dict[str, An
     if name.text not in SYNSET_TO_LABEL:
       raise DataError(path, f"<name> {name.text!r} is not one of the 30 VID synsets", line=name.line)
     tid = int(_number(path, o, "trackid"))
+    if tid < 0:
+      raise DataError(path, f"<trackid> should be 0 or more, got {tid}", line=o.find("trackid").line)
     bb = o.find("bndbox")
     if bb is None:
       raise DataError(path, "<object> has no <bndbox>", line=o.line)

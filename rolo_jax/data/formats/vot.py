@@ -142,7 +142,8 @@ def read_vot_sequence(seq_dir: str | os.PathLike, *, strict: bool = True) -> Seq
   images = list_images(fdir)
   n = _common.count_mismatch(strict, gt_path, len(boxes),
                              "color/" if fdir != seq_dir else "the sequence folder", len(images),
-                             f"pass strict=False to use the first {min(len(boxes), len(images))} frames")
+                             f"pass strict=False to use the first {min(len(boxes), len(images))} frames",
+                             images)
   meta: Dict[str, Any] = {"region_type": kinds[:n], "polygons": polys[:n], "gt_file": gt_path}
   tags = {}
   for fname in sorted(os.listdir(seq_dir)):
