@@ -329,9 +329,12 @@ def prepare(args, log=print, protocols=None) -> Prepared:
   protocols = protocols or protocols_of(args)
   info: Dict[str, Any] = {}
   detector = None
+  # A data folder is read (and its errors reported) before the detector trains or loads; synthetic
+  # videos are made after it, as before, so they are not held in memory while it trains.
+  loaded = load_sequences(args, protocols, log) if args.data_dir is not None else None
   if not args.features_dir:
     detector, info = prepare_detector(args, log)
-  seqs, tr, te, pool = load_sequences(args, protocols, log)
+  seqs, tr, te, pool = loaded or load_sequences(args, protocols, log)
   t1 = time.time()
   # Only the sequences a protocol scores are used after caching (their frames: GIFs, pictures);
   # synthetic training videos are dropped as they are cached. Folder sequences read their frames

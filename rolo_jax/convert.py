@@ -77,6 +77,17 @@ def re3_config(spec: str):
                   ".json file of Re3Config fields")
 
 
+def _same_kind(ref, v) -> bool:
+  """Whether JSON value `v` can stand for a config field whose default is `ref`."""
+  if ref is None or v is None:
+    return True
+  if isinstance(ref, bool) or isinstance(v, bool):
+    return isinstance(ref, bool) and isinstance(v, bool)
+  if isinstance(ref, float):
+    return isinstance(v, (int, float))
+  return isinstance(v, type(ref))
+
+
 def re3_config_from_dict(fields: Mapping, what: str = "config"):
   """Re3Config from a dict of fields (lists become tuples); ``base``/``name`` pick the defaults.
 
@@ -92,6 +103,11 @@ def re3_config_from_dict(fields: Mapping, what: str = "config"):
   if unknown:
     raise DataError(what, f"unknown Re3Config field(s) {unknown}; known: {sorted(known)}")
   fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+  for k, v in fields.items():
+    ref = getattr(base, k)
+    if not _same_kind(ref, v):
+      raise DataError(what, f"Re3Config field {k!r}: expected {type(ref).__name__} (like {ref!r}), "
+                            f"got {v!r}")
   try:
     return base.replace(**fields)
   except (TypeError, ValueError) as e:
@@ -226,7 +242,19 @@ def convert_re3(pth_path: str, out_dir: str, config: str = "paper") -> Tuple[str
 
   cfg = re3_config(config)
   re3_expected_shapes(cfg)  # refuse a cell without a layout before reading a large file
+  ckpt_dir = os.path.join(out_dir, "checkpoints")
+  if os.path.isfile(out_dir):
+    raise DataError(out_dir, "--out is a file; expected a new or empty folder for the checkpoint")
+  if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+    raise DataError(out_dir, f"already holds a checkpoint ({ckpt_dir}: "
+                             f"{', '.join(sorted(os.listdir(ckpt_dir))[:5])}); choose a new or empty "
+                             "--out folder (nothing was written)")
   state = load_state_dict(pth_path)
+  for key, value in state.items():
+    a = np.asarray(value)
+    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+      raise DataError(pth_path, f"tensor {key!r} {tuple(a.shape)} holds NaN or Inf values; "
+                                "nothing was written")
   params = re3_from_state_dict(state, cfg, source=pth_path)
   meta = {"model": "re3", "config": to_jsonable(cfg), "config_name": cfg.name,
           "source": os.path.abspath(pth_path)}

@@ -36,20 +36,34 @@ class ConfigMismatchError(ValueError):
   """The workdir holds a checkpoint of a different model/task configuration."""
 
 
+class NonFiniteCheckpointError(ValueError):
+  """Refused to save a checkpoint holding NaN or Inf (nothing was written)."""
+
+
+def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
+  """Fails early (before any work) when `path` cannot be a file to write: an existing folder, or a
+  parent that is a file. The parent folder itself may be missing (the writers create it)."""
+  if path is None:
+    return
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    raise DataError(path, f"{flag}: this is a folder; expected the path of a file to write")
+  parent = os.path.dirname(os.path.abspath(path))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise DataError(path, f"{flag}: {parent} is a file, so no file can be written below it")
+
+
 def cli_main(main):
-  """Wrap an entry point so DataError / FileNotFoundError / ConfigMismatchError print one clear
-  line and exit 2, and NonFiniteError one line and exit 1."""
+  """Wrap an entry point so DataError / ConfigMismatchError / an OSError (a missing file, a folder
+  where a file was expected, no permission, a full disk: its message names the path) print one
+  clear line and exit 2, and NonFiniteError / NonFiniteCheckpointError one line and exit 1."""
   import sys
 
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except (DataError, ConfigMismatchError, FileNotFoundError, NotADirectoryError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      raise SystemExit(2)
-    except NonFiniteError as e:
-      print(f"error: {e}", file=sys.stderr)
-      raise SystemExit(1)
     except BrokenPipeError:
       # Output piped into e.g. `head`, which closed early: not an error of ours.
       try:
@@ -57,5 +71,11 @@ def cli_main(main):
       except OSError:
         pass
       raise SystemExit(0)
+    except (DataError, ConfigMismatchError, OSError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      raise SystemExit(2)
+    except (NonFiniteError, NonFiniteCheckpointError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      raise SystemExit(1)
 
   return wrapped

@@ -43,8 +43,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from rolo_jax.data.formats import otb as otb_format
+from rolo_jax.data.formats._common import check_nonnegative_size, rows_with_lines
 from rolo_jax.data.formats.textrows import read_rows
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import DataError, check_output_file, cli_main
 from rolo_jax.eval import otb
 
 _GT_FILE = re.compile(r"^groundtruth_rect(?:\.(\d+))?\.txt$", re.IGNORECASE)
@@ -138,7 +139,8 @@ def _tracker_folders(results: str) -> Dict[str, str]:
 
 def _load_gt(path: str, entry: Optional[Dict]) -> Tuple[np.ndarray, int]:
   """Ground truth of the sequence's frame range and its first frame number."""
-  gt = read_rows(path, 4, allow_nan=True, what="x,y,w,h")
+  gt, lines = rows_with_lines(path, 4, allow_nan=True, what="x,y,w,h")
+  check_nonnegative_size(path, gt, lines)
   if len(gt) == 0:
     raise DataError(path, "ground-truth file has no rows")
   if entry is None:
@@ -233,6 +235,16 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  for flag, path in (("--json", args.json), ("--plot", args.plot), ("--table", args.table)):
+    check_output_file(path, flag)   # before scoring, so no work is lost
+  if args.plot:
+    from matplotlib.figure import Figure
+
+    kinds = Figure().canvas.get_supported_filetypes()
+    ext = os.path.splitext(args.plot)[1].lower().lstrip(".")
+    if ext not in kinds:
+      raise DataError(args.plot, f"--plot: unknown image type {ext!r}; expected a file ending in "
+                                 f"{', '.join('.' + k for k in sorted(kinds))}")
   table = otb_format.load_sequences_json(args.sequences) if args.sequences else {}
   init_omit_dir = args.init_omit
   if init_omit_dir is not None and not os.path.isdir(init_omit_dir):

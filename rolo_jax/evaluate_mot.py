@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Tuple
 
 from rolo_jax.data.formats.mot import read_mot_file
 from rolo_jax.data.images import natural_key
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import DataError, check_output_file, cli_main
 from rolo_jax.eval import mot
 
 _TABLE_COLUMNS = [("MOTA", "mota"), ("MOTP", "motp"), ("IDF1", "idf1"), ("IDP", "idp"),
@@ -189,9 +189,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  check_output_file(args.json, "--json")     # before scoring, so no work is lost
+  check_output_file(args.table, "--table")
   pairs, notes = pair_files(args.gt, args.results)
   data = {name: (read_mot_file(g, "gt"), read_mot_file(r, "results"))
           for name, (g, r) in pairs.items()}
+  for name, (g, _) in pairs.items():
+    if len(data[name][0].frame) == 0:
+      raise DataError(g, "the ground truth has no rows: there is nothing to score against "
+                         "(expected frame,id,x,y,w,h,... rows)")
   try:
     per, overall = mot.evaluate_many(data, iou_threshold=args.iou)
   except ValueError as e:  # duplicate ids in objects built by hand; files are checked by the reader

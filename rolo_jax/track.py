@@ -7,19 +7,23 @@
 Frames of a folder are taken in natural sort order (img2 before img10); a video is decoded with
 OpenCV and converted to RGB. The output has one ``x,y,w,h`` line per frame, the first being the
 ``--init`` box; the speed printed counts the tracker's update calls only (not decoding or init).
-Bad input (missing folder, unreadable video, malformed or out-of-image --init, unknown tracker,
-missing checkpoint) prints one ``error: ...`` line to stderr and exits with status 2.
+Bad input (missing folder, unreadable video, frames of different sizes, malformed or out-of-image
+--init or one the tracker cannot start on, unknown tracker, missing or damaged checkpoint, an --out
+or --render path that is a folder) prints one ``error: ...`` line to stderr and exits with status
+2; output paths are checked before tracking starts. A video that decodes to fewer frames than its
+header says is tracked as far as it decodes, with a note.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import List, Optional
 
 import numpy as np
 
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import DataError, check_output_file, cli_main
 
 
 class _UsageError(Exception):
@@ -46,7 +50,11 @@ class VideoFrames:
     self.path = os.fspath(path)
     if not os.path.isfile(self.path):
       raise DataError(self.path, "video file does not exist")
+    import cv2
+
     cap = self._open()
+    # What the container's header claims (0 or garbage for some formats): only used for a note.
+    self.header_frames = int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0))
     n = 0
     while (max_frames is None or n < max_frames) and cap.grab():
       n += 1
@@ -118,8 +126,8 @@ def parse_box(text: str) -> np.ndarray:
     raise _UsageError(f"--init {text!r}: expected 4 numbers x,y,w,h") from None
   if box.shape != (4,) or not np.all(np.isfinite(box)):
     raise _UsageError(f"--init {text!r}: expected 4 finite numbers x,y,w,h")
-  if box[2] <= 0 or box[3] <= 0:
-    raise _UsageError(f"--init {text!r}: width and height must be positive")
+  if box[2] < 1 or box[3] < 1:
+    raise _UsageError(f"--init {text!r}: width and height must be positive, at least 1 px")
   return box
 
 
@@ -182,6 +190,11 @@ def run(args) -> int:
     ext = os.path.splitext(args.render)[1].lower()
     if ext not in (".gif", ".mp4"):
       raise _UsageError(f"--render {args.render!r}: the animation must end in .gif or .mp4")
+  for flag, v in (("--render_fps", args.render_fps), ("--render_scale", args.render_scale)):
+    if v is not None and not (math.isfinite(v) and v > 0):
+      raise _UsageError(f"{flag} must be a positive number, got {v}")
+  check_output_file(args.out, "--out")      # before any tracking, so no work is lost
+  check_output_file(args.render, "--render")
   try:
     tracker = trackers.make_tracker(args.tracker, checkpoint=args.checkpoint)
   except trackers.UnknownTrackerError as e:
@@ -192,6 +205,10 @@ def run(args) -> int:
     raise _UsageError(f"--tracker {args.tracker}: {e}") from None
 
   frames = load_frames(args.frames, args.video, args.max_frames)
+  if isinstance(frames, VideoFrames) and len(frames) < min(frames.header_frames, args.max_frames or 1 << 62):
+    print(f"note: {args.video}: the video's header says {frames.header_frames} frames but only "
+          f"{len(frames)} could be decoded (a truncated or damaged file?); tracking those",
+          file=sys.stderr)
   w, h = frame_size(frames)
   x, y, bw, bh = box
   if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
@@ -203,7 +220,10 @@ def run(args) -> int:
   boxes0[0] = box
   seq = Sequence(name, frames, boxes0)
   info = {}
-  boxes, fps = trackers.run_tracker(tracker, seq, info=info, warn=False)
+  try:
+    boxes, fps = trackers.run_tracker(tracker, seq, info=info, warn=False)
+  except trackers.TrackerInitError as e:
+    raise _UsageError(f"--init {args.init}: {e}") from None
   write_boxes(args.out, boxes)
   note = f", {info['failures']} invalid boxes replaced by the previous one" if info["failures"] else ""
   speed = f"{fps:.1f} frames/s (update calls only{note})" if info["updates"] else "no update calls"

@@ -103,6 +103,23 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     ck.load_params(str(tmp_path / "empty"))
 
 
+@pytest.mark.parametrize("damage", ["meta", "params"])
+def test_damaged_checkpoint_names_its_folder(tmp_path, damage):
+  from rolo_jax.errors import DataError
+  step_dir = ck.save_params(str(tmp_path / "w"), {"a": np.ones(3, np.float32)}, {"model": "re3"})
+  if damage == "meta":
+    with open(os.path.join(step_dir, "meta", "metadata"), "w") as f:
+      f.write('{"model": "re3", oops}')
+  else:
+    import shutil
+    shutil.rmtree(os.path.join(step_dir, "params", "d"))
+    shutil.rmtree(os.path.join(step_dir, "params", "ocdbt.process_0"))
+  with pytest.raises(DataError) as e:
+    ck.load_params(str(tmp_path / "w"))
+  assert str(e.value).startswith(f"{step_dir}: cannot read this checkpoint ("), str(e.value)
+  assert "expected the params/ and meta/ folders written by rolo_jax" in str(e.value)
+
+
 KILL_MID_SAVE = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, optax

@@ -3,6 +3,7 @@ pass written independently in numpy (NCHW, from the state_dict itself)."""
 import base64
 import json
 import pickle
+import re
 import zipfile
 import zlib
 
@@ -379,3 +380,50 @@ def test_module_prefix_is_stripped():
 def test_small_config_is_refused_with_reason():
   with pytest.raises(DataError, match="no published PyTorch|only the Caffe cell"):
     convert.re3_expected_shapes(re3.CONFIGS["small"])
+
+
+def _cli_exit(argv, capsys):
+  from rolo_jax.errors import cli_main
+  with pytest.raises(SystemExit) as ex:
+    cli_main(convert.main)(argv)
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+  return ex.value.code, err
+
+
+def test_non_finite_weights_are_named_and_nothing_written(tmp_path, capsys):
+  sd = make_state_dict(CFG)
+  sd["lstm1.input_gate.weight"][3, 4] = np.nan
+  f = tmp_path / "nan.pth"
+  pth.save_state_dict(f, sd)
+  code, err = _cli_exit(["re3", "--config", "paper", "--pth", str(f), "--out", str(tmp_path / "o")],
+                        capsys)
+  assert code == 2
+  assert err.startswith(f"error: {f}: tensor 'lstm1.input_gate.weight' ")
+  assert "holds NaN or Inf values; nothing was written" in err
+  assert not (tmp_path / "o").exists()
+
+
+def test_existing_checkpoint_is_not_overwritten(converted, tmp_path, capsys):
+  _, out = converted
+  before = sorted(p.name for p in (out / "checkpoints").iterdir())
+  pth_file = out.parent / "re3.pth"
+  code, err = _cli_exit(["re3", "--config", str(out.parent / "cfg.json"), "--pth", str(pth_file),
+                         "--out", str(out)], capsys)
+  assert code == 2
+  assert err.startswith(f"error: {out}: already holds a checkpoint (")
+  assert "choose a new or empty --out folder (nothing was written)" in err
+  assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("crop_size", "x", "Re3Config field 'crop_size': expected int (like 227), got 'x'"),
+    ("crop_size", 99.5, "Re3Config field 'crop_size': expected int (like 227), got 99.5"),
+    ("fc6_units", True, "Re3Config field 'fc6_units': expected int (like 2048), got True"),
+])
+def test_config_file_field_types(tmp_path, field, value, expect):
+  cfg_file = tmp_path / "cfg.json"
+  cfg_file.write_text(json.dumps({"base": "paper", field: value}))
+  with pytest.raises(DataError, match=re.escape(f"{cfg_file}: {expect}")):
+    convert.re3_config(str(cfg_file))
+  assert convert.re3_config_from_dict({"base": "paper", "init_input_std": 64}).init_input_std == 64

@@ -120,6 +120,44 @@ def test_malformed_row_names_file_and_line(tmp_path, capsys):
   assert not (tmp_path / "o.json").exists()
 
 
+def _exit_2_one_line(argv, capsys):
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate.main)(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+  return err
+
+
+def test_blank_line_inside_results_is_an_error(tmp_path, capsys):
+  # Skipping it would score frame 3's box against frame 2's ground truth.
+  err = _exit_2_one_line(_toy(tmp_path, "1,1,10,10\n\n2,2,10,10\n3,3,10,10\n"), capsys)
+  assert os.path.join("mine", "couple.txt") + ", line 2: blank line with more rows after it" in err
+  assert not (tmp_path / "o.json").exists()
+
+
+def test_negative_size_in_ground_truth_is_an_error(tmp_path, capsys):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "anno" / "Couple.txt").write_text("1,1,10,10\n2,2,-10,10\n3,3,10,10\n")
+  err = _exit_2_one_line(argv, capsys)
+  assert "Couple.txt, line 2: negative width/height" in err
+
+
+@pytest.mark.parametrize("flag,name", [("--json", "o.json"), ("--plot", "p.png"), ("--table", "t.md"),
+                                       ("--plot", "p.xyz")])
+def test_outputs_checked_before_scoring(tmp_path, capsys, flag, name):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  target = tmp_path / name
+  if name != "p.xyz":
+    target.mkdir()   # a folder where the file should go
+  err = _exit_2_one_line(argv + [flag, str(target)], capsys)
+  if name == "p.xyz":
+    assert f"{target}: --plot: unknown image type 'xyz'; expected a file ending in" in err
+    assert ".png" in err
+  else:
+    assert f"{target}: {flag}: this is a folder" in err
+
+
 def test_missing_annotation_lists_near_names(tmp_path, capsys):
   argv = _toy(tmp_path, "1,1,10,10\n", gt_name="Coupel")
   with pytest.raises(SystemExit) as e:

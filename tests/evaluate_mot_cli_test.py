@@ -146,6 +146,25 @@ def test_empty_results_file(tmp_path, capsys):
   assert data["overall"]["motp"] is None and data["overall"]["mota"] == 0.0
 
 
+def test_empty_ground_truth_is_an_error(tmp_path, capsys):
+  (tmp_path / "gt.txt").write_text("\n")
+  (tmp_path / "res.txt").write_text(RES1)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
+                                 str(tmp_path / "res.txt")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"error: {tmp_path / 'gt.txt'}: the ground truth has no rows"), err
+
+
+def test_blank_lines_between_rows_are_fine(tmp_path, capsys):
+  # MOT rows name their frame, so a blank line shifts nothing (unlike OTB's one row per frame).
+  (tmp_path / "gt.txt").write_text(GT2.replace("\n", "\n\n", 1))
+  (tmp_path / "res.txt").write_text(RES2)
+  rc, cap = _run(["--gt", str(tmp_path / "gt.txt"), "--results", str(tmp_path / "res.txt")], capsys)
+  assert rc == 0 and _parse(cap.out)["num_misses"] == 0
+
+
 @pytest.mark.parametrize("bad_line,expect", [
     ("2,1,0,0,10\n", "line 2"),                       # wrong column count
     ("2,1,0,zero,10,10,-1,-1,-1,-1\n", "line 2"),     # not a number

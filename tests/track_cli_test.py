@@ -103,6 +103,27 @@ def test_video_and_render(frame_dir, tmp_path):
     assert im.n_frames == 10 and im.size == (W, H)
 
 
+def test_truncated_video_is_noted(tmp_path, capsys):
+  import cv2
+
+  frames, _ = square_frames()
+  video = str(tmp_path / "v.avi")
+  writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
+  for f in frames:
+    writer.write(np.ascontiguousarray(f[..., ::-1]))
+  writer.release()
+  with open(video, "rb") as f:
+    data = f.read()
+  with open(video, "wb") as f:
+    f.write(data[:len(data) // 2])   # the header (with its frame count) survives, half the frames not
+  out = str(tmp_path / "v.txt")
+  assert run_cli(["--video", video, "--init", "10,12,16,16", "--tracker", "static", "--out", out]) == 0
+  n = len(read_lines(out))
+  assert 0 < n < T
+  assert f"note: {video}: the video's header says {T} frames but only {n} could be decoded" in \
+      capsys.readouterr().err
+
+
 def test_video_frames_are_rgb_and_random_access(tmp_path):
   import cv2
 
@@ -143,12 +164,28 @@ def test_video_frames_are_rgb_and_random_access(tmp_path):
     (lambda d, o: ["--video", d + "/nothing.mp4", "--init", "1,1,5,5", "--tracker", "kcf", "--out", o],
      "does not exist"),
     (lambda d, o: ["--init", "1,1,5,5", "--tracker", "kcf", "--out", o], "--frames"),
+    (lambda d, o: ["--frames", d, "--init", "1,1,0.5,5", "--tracker", "static", "--out", o],
+     "at least 1 px"),
+    # Inside the 80x60 frame only a 1x1 corner is left, and OpenCV's CSRT asserts on that.
+    (lambda d, o: ["--frames", d, "--init", "79,59,5,5", "--tracker", "csrt", "--out", o],
+     "csrt: OpenCV cannot start on the box [79.0, 59.0, 5.0, 5.0] (as an integer box inside the "
+     "80x60 frame: x,y,w,h = (79, 59, 1, 1)); it needs a box at least 2 px wide and high"),
+    (lambda d, o: ["--frames", d, "--init", "10,10,40,1", "--tracker", "csrt", "--out", o],
+     "at least 2 px wide and high"),
+    (lambda d, o: ["--frames", d, "--init", "1,1,5,5", "--tracker", "static", "--out", o,
+                   "--render", o + ".gif", "--render_scale", "0"], "--render_scale must be a positive"),
+    (lambda d, o: ["--frames", d, "--init", "1,1,5,5", "--tracker", "static", "--out", o,
+                   "--render", o + ".gif", "--render_fps", "nan"], "--render_fps must be a positive"),
+    (lambda d, o: ["--frames", d, "--init", "1,1,5,5", "--tracker", "static", "--out", o,
+                   "--render", o + "_dir.gif"], "_dir.gif: --render: this is a folder"),
 ])
 def test_bad_input_one_line_exit_2(frame_dir, tmp_path, capsys, argv_fn, expect):
   folder, _ = frame_dir
   with open(os.path.join(folder, "garbage.mp4"), "wb") as f:
     f.write(b"this is not a video" * 100)
   out = str(tmp_path / "never.txt")
+  os.makedirs(out + "_dir.gif")   # a folder where the animation should go
+  os.makedirs(os.path.join(folder, "sub.png"))   # a folder is never taken for a frame
   assert run_cli(argv_fn(folder, out)) == 2
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1, err
@@ -165,6 +202,31 @@ def test_unreadable_image_in_folder(tmp_path, capsys):
                   "--out", str(tmp_path / "o.txt")]) == 2
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1 and "0002.png" in err
+
+
+def test_output_path_that_is_a_folder_fails_before_tracking(frame_dir, tmp_path, capsys):
+  folder, _ = frame_dir
+  out = tmp_path / "already_a_folder"
+  out.mkdir()
+  assert run_cli(["--frames", folder, "--init", "10,12,16,16", "--tracker", "csrt", "--out",
+                  str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err == f"error: {out}: --out: this is a folder; expected the path of a file to write\n"
+
+
+def test_frame_of_another_size_is_named(tmp_path, capsys):
+  d = tmp_path / "mixed"
+  d.mkdir()
+  for i in range(1, 4):
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(d / f"{i:04d}.png")
+  Image.fromarray(np.zeros((25, 30, 3), np.uint8)).save(d / "0002.png")
+  out = tmp_path / "o.txt"
+  assert run_cli(["--frames", str(d), "--init", "2,2,5,5", "--tracker", "static", "--out",
+                  str(out)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"error: {d / '0002.png'}: frame 1 is 30x25 but the sequence's first frame "
+                        f"({d / '0001.png'}) is 30x20"), err
+  assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_module_entry_point(frame_dir, tmp_path):

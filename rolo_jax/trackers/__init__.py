@@ -15,8 +15,8 @@ import os
 from typing import Callable, Dict, List, Optional, Union
 
 from rolo_jax.errors import DataError
-from rolo_jax.trackers.base import (CoreTracker, MultiTracker, Tracker, TrackerCore, run_tracker,
-                                    valid_boxes)
+from rolo_jax.trackers.base import (CoreTracker, MultiTracker, Tracker, TrackerCore, TrackerInitError,
+                                    run_tracker, valid_boxes)
 
 Factory = Union[str, Callable[..., Tracker]]
 
@@ -109,4 +109,5 @@ register("siamfc", "rolo_jax.trackers.memtrack:make_siamfc")
 __all__ = [
     "Tracker", "MultiTracker", "TrackerCore", "CoreTracker", "run_tracker", "valid_boxes",
     "register", "available", "make_tracker", "make_multi_tracker", "UnknownTrackerError",
+    "TrackerInitError",
 ]

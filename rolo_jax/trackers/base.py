@@ -31,6 +31,11 @@ from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 import numpy as np
 
 
+class TrackerInitError(ValueError):
+  """A tracker cannot start on the given first frame and box (e.g. OpenCV's CSRT on a box under
+  2 px); the message names the box as the tracker saw it and what it needs."""
+
+
 def as_box(box, what: str = "box") -> np.ndarray:
   """`box` as float64 [4] x, y, w, h; ValueError when it is not 4 numbers."""
   b = np.asarray(box, np.float64)

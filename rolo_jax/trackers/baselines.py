@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from rolo_jax.trackers.base import Tracker, as_box, check_frame, valid_boxes
+from rolo_jax.trackers.base import Tracker, TrackerInitError, as_box, check_frame, valid_boxes
 
 OPENCV_KINDS = ("kcf", "csrt")
 
@@ -115,10 +115,18 @@ class OpenCVTracker(Tracker):
     frame = self._bgr(frame)
     h, w = frame.shape[:2]
     rect = opencv_rect(box, w, h)
+    import cv2
+
     self._tracker = self._create()
-    ok = self._tracker.init(frame, rect)
+    try:
+      ok = self._tracker.init(frame, rect)
+    except cv2.error:  # CSRT asserts on boxes under 2 px (after clipping to the frame)
+      raise TrackerInitError(
+          f"{self.name}: OpenCV cannot start on the box {as_box(box).tolist()} (as an integer box "
+          f"inside the {w}x{h} frame: x,y,w,h = {rect}); it needs a box at least 2 px wide and high "
+          "inside the frame") from None
     if ok is False:  # the legacy API returns a bool, the current one None
-      raise RuntimeError(f"{self.name}: OpenCV could not initialise on box {rect}")
+      raise TrackerInitError(f"{self.name}: OpenCV could not initialise on box {rect}")
     self.box = np.asarray(rect, np.float64)
     self.failures = 0
 

@@ -32,16 +32,14 @@ import numpy as np
 
 import orbax.checkpoint as ocp
 
+from rolo_jax.errors import DataError, NonFiniteCheckpointError  # (the latter re-exported here)
+
 PyTree = Any
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
 # orbax logs every save at INFO/WARNING; keep the console for the progress bar.
 logging.getLogger("absl").setLevel(logging.ERROR)
-
-
-class NonFiniteCheckpointError(ValueError):
-  """Refused to save a checkpoint holding NaN or Inf."""
 
 
 def _manager_dir(directory: str) -> str:
@@ -191,7 +189,8 @@ def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dic
     params as a pytree of numpy arrays in the saved structure (nested dicts), and meta (a dict;
     meta['step'] is set to the step read).
   Raises:
-    FileNotFoundError when there is no finished checkpoint there.
+    FileNotFoundError when there is no finished checkpoint there; DataError naming the step folder
+    when it cannot be read (a damaged meta JSON, missing parameter files).
   """
   root = os.path.abspath(_manager_dir(directory))
   if not os.path.isdir(root):
@@ -201,8 +200,16 @@ def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dic
     step = mgr.latest_step() if step is None else int(step)
     if step is None:
       raise FileNotFoundError(f"{root}: no finished checkpoint")
-    out = mgr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
-                                                    meta=ocp.args.JsonRestore()))
+    try:
+      out = mgr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
+                                                      meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many kinds (JSON, tensorstore, missing files)
+      first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      raise DataError(os.path.join(root, str(step)),
+                      f"cannot read this checkpoint ({type(e).__name__}: {first[:300]}); "
+                      "expected the params/ and meta/ folders written by rolo_jax") from None
+  if not isinstance(out["meta"], (dict, type(None))):
+    raise DataError(os.path.join(root, str(step), "meta"), "expected a JSON object")
   params = _to_numpy(out["params"])
   meta = dict(out["meta"] or {})
   meta["step"] = step
