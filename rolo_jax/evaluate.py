@@ -167,7 +167,7 @@ def evaluate_folder(results_dir: str, index: GroundTruthIndex, table: Dict[str, 
     gpath = index.find(stem, rpath)
     entry = table.get(_key(stem))
     gt, first_frame = _load_gt(gpath, entry)
-    init_omit = np.zeros((0, 2))
+    init_omit, opath = np.zeros((0, 2)), None
     if init_omit_dir is not None:
       opath = otb_format.find_annotation(init_omit_dir, entry["name"] if entry else stem,
                                          required=False)
@@ -179,7 +179,8 @@ def evaluate_folder(results_dir: str, index: GroundTruthIndex, table: Dict[str, 
     try:
       s = otb.start_index(gt, init_omit, first_frame)
     except ValueError as e:
-      raise DataError(gpath, str(e)) from None
+      also = f" (with the frames omitted by {opath})" if opath is not None and len(init_omit) else ""
+      raise DataError(gpath, f"{e}{also}") from None
     n = len(gt) - s
     if len(res) not in (n, len(gt)):
       notes.append(f"{rpath}: {len(res)} rows for {n} frames from the start frame "

@@ -136,6 +136,18 @@ def test_blank_line_inside_results_is_an_error(tmp_path, capsys):
   assert not (tmp_path / "o.json").exists()
 
 
+def test_init_omit_that_omits_every_frame_is_named(tmp_path, capsys):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "omit").mkdir()
+  (tmp_path / "omit" / "couple.txt").write_text("1 3\n")
+  err = _exit_2_one_line(argv + ["--init_omit", str(tmp_path / "omit")], capsys)
+  assert "Couple.txt: no frame can start a run" in err
+  assert f"(with the frames omitted by {tmp_path / 'omit' / 'couple.txt'})" in err
+  (tmp_path / "omit" / "couple.txt").write_text("-5 3\n")
+  err = _exit_2_one_line(argv + ["--init_omit", str(tmp_path / "omit")], capsys)
+  assert "couple.txt, line 1: range [-5, 3]: frame numbers start at 1" in err
+
+
 def test_negative_size_in_ground_truth_is_an_error(tmp_path, capsys):
   argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
   (tmp_path / "anno" / "Couple.txt").write_text("1,1,10,10\n2,2,-10,10\n3,3,10,10\n")
