@@ -176,6 +176,13 @@ def evaluate_folder(results_dir: str, index: GroundTruthIndex, table: Dict[str, 
     res = read_rows(rpath, 4, allow_nan=True, what="x,y,w,h")
     if len(res) == 0:
       raise DataError(rpath, "result file has no rows (expected one x,y,w,h row per frame)")
+    with np.errstate(invalid="ignore"):
+      odd = np.isnan(res).any(axis=1) | (res[:, 2] <= 0) | (res[:, 3] <= 0)
+    if odd.any():
+      first = int(np.argmax(odd))
+      notes.append(f"{rpath}: {int(odd.sum())} rows hold NaN or a width/height <= 0 (first: row "
+                   f"{first + 1}, {res[first].tolist()}); as in the OTB toolkit, each from the second row "
+                   "on is replaced by the previous row's box")
     try:
       s = otb.start_index(gt, init_omit, first_frame)
     except ValueError as e:

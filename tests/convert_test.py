@@ -169,6 +169,13 @@ def test_not_a_torch_file(tmp_path):
     pth.load_state_dict(g)
   with pytest.raises(FileNotFoundError):
     pth.load_state_dict(tmp_path / "missing.pth")
+  full = tmp_path / "full.pth"
+  pth.save_state_dict(full, {"w": np.arange(4000, dtype=np.float32)})
+  cut = tmp_path / "cut.pth"
+  cut.write_bytes(full.read_bytes()[:9000])
+  with pytest.raises(DataError, match=r"cut.pth: starts like a PyTorch zip file \(torch >= 1.6\) but "
+                                      r"its end is missing \(9000 bytes\): truncated"):
+    pth.load_state_dict(cut)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,6 +136,18 @@ def test_blank_line_inside_results_is_an_error(tmp_path, capsys):
   assert not (tmp_path / "o.json").exists()
 
 
+def test_nan_result_rows_are_noted_and_carried_forward(tmp_path, capsys):
+  # Row 2 NaN -> row 1's box (1,1,10,10) against gt (2,2,10,10): IoU 81/119, centre error sqrt(2).
+  assert evaluate.main(_toy(tmp_path, "1,1,10,10\nnan,nan,nan,nan\n3,3,10,0\n")) == 0
+  out = capsys.readouterr().out
+  assert ("couple.txt: 2 rows hold NaN or a width/height <= 0 (first: row 2, [nan, nan, nan, nan]); "
+          "as in the OTB toolkit, each from the second row on is replaced by the previous row's box") in out
+  seq = json.loads((tmp_path / "o.json").read_text())["per_sequence"]["couple"]
+  # Frames 2 and 3 both score the carried (1,1,10,10) box: IoU 81/119 and 64/136.
+  assert seq["success"][10] == pytest.approx(2 / 3)   # threshold 0.5: frames 1 and 2
+  assert seq["success"][14] == pytest.approx(1 / 3)   # threshold 0.7: frame 1 only
+
+
 def test_init_omit_that_omits_every_frame_is_named(tmp_path, capsys):
   argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
   (tmp_path / "omit").mkdir()

@@ -224,7 +224,8 @@ def test_fake_sequence_errors(tmp_path):
     f.write("[Sequence]\nname\n")
   with pytest.raises(DataError) as e:
     mot.read_mot_sequence(d)
-  assert str(e.value).startswith(f"{ini}, line 2:")
+  assert str(e.value) == (f"{ini}, line 2: cannot parse 'name': expected 'key=value', 'key: value' "
+                          "or a [section] header")
   d = _fake_mot(tmp_path, "BADGT", n=2, gt="1,1,1,1,1,1,1,1,1\n2,1,1,1,1\n")
   with pytest.raises(DataError) as e:
     mot.read_mot_sequence(d)

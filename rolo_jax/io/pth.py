@@ -384,6 +384,12 @@ def load_pth(path: os.PathLike | str) -> Any:
   try:
     if zipfile.is_zipfile(path):
       return _load_zip(path)
+    with open(path, "rb") as f:
+      head = f.read(4)
+    if head == b"PK\x03\x04":  # a zip's first record, but no central directory at the end
+      raise DataError(path, f"starts like a PyTorch zip file (torch >= 1.6) but its end is missing "
+                            f"({os.path.getsize(path)} bytes): truncated, e.g. an interrupted "
+                            "download or copy?")
     if tarfile.is_tarfile(path):
       raise DataError(path, "legacy tar format of torch < 0.4 is not supported: re-save it with "
                       "torch >= 1.6 (torch.save(torch.load(f), f2))")

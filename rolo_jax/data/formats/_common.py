@@ -150,13 +150,17 @@ def read_ini(path: str) -> Dict[str, Dict[str, str]]:
   try:
     parser.read_string(text, source=path)
   except configparser.Error as e:
-    line = getattr(e, "lineno", None)
+    line, text_at = getattr(e, "lineno", None), getattr(e, "line", None)
     if line is None and getattr(e, "errors", None):
-      line = e.errors[0][0]
+      line, text_at = e.errors[0]
     if line is not None and not has_header:
       line -= 1
-    msg = str(e).splitlines()[0]
-    raise DataError(path, f"cannot parse ini file ({type(e).__name__}: {msg})", line=line) from None
+    if text_at is not None:
+      shown = str(text_at).strip().strip("'\"").replace("\\n", "").strip()  # configparser gives a repr
+      what = (f"cannot parse {shown!r}: expected 'key=value', 'key: value' or a [section] header")
+    else:
+      what = f"cannot parse ini file ({type(e).__name__}: {str(e).splitlines()[0]})"
+    raise DataError(path, what, line=line) from None
   return {("" if s == "__root__" else s): dict(parser.items(s)) for s in parser.sections()}
 
 
