@@ -103,12 +103,19 @@ flags.DEFINE_integer("num_processes", 1, "Multi-host: the number of processes (o
 flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index in [0, num_processes).")
 
 
+class _UsageError(Exception):
+  """A flag value outside what it may be: one line on stderr, exit status 2 (no usage dump)."""
+
+
 def main(argv):
   del argv
   from rolo_jax.errors import DataError
   from rolo_jax.train.loop import ConfigMismatchError, NonFiniteError
   try:
     run()
+  except _UsageError as e:
+    print(f"error: {e} (see --help)", file=sys.stderr)
+    raise SystemExit(2)
   except NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1)
@@ -132,6 +139,50 @@ def _settings():
   return s
 
 
+def _check_numbers(s) -> None:
+  """Usage errors for numeric flags outside their meaning (checked before anything is written)."""
+  import math
+
+  def need(ok, flag, want):
+    if not ok:
+      raise _UsageError(f"--{flag} {s[flag]}: expected {want}")
+
+  finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+  if not s["eval_only"]:
+    need(s["steps"] >= 1, "steps", "at least 1 update (--eval_only evaluates without training)")
+    need(s["num_train_seqs"] >= 1 or s["data"] != "synthetic", "num_train_seqs",
+         "at least 1 synthetic training sequence (or real tracks with --data)")
+    need(s["num_train_seqs"] >= 0, "num_train_seqs", "a count >= 0")
+    need(finite(s["lr"]) and s["lr"] > 0, "lr", "a finite learning rate > 0")
+    need(finite(s["lr_final_fraction"]) and 0 <= s["lr_final_fraction"] <= 1, "lr_final_fraction",
+         "a fraction in [0, 1]")
+    need(s["warmup_steps"] >= 0, "warmup_steps", "a count >= 0")
+    need(finite(s["clip_norm"]) and s["clip_norm"] >= 0, "clip_norm", "a norm >= 0 (0: off)")
+    need(finite(s["weight_decay"]) and s["weight_decay"] >= 0, "weight_decay", "a coefficient >= 0")
+    need(finite(s["p_real"]) and 0 <= s["p_real"] <= 1, "p_real", "a probability in [0, 1]")
+    need(s["checkpoint_every"] >= 1, "checkpoint_every", "at least 1 step")
+    need(s["patience"] >= 1, "patience", "at least 1 step")
+    need(finite(s["min_delta"]) and s["min_delta"] >= 0, "min_delta", "a relative improvement >= 0")
+    need(finite(s["ema"]) and 0 <= s["ema"] < 1, "ema", "a factor in [0, 1)")
+    need(s["max_stage_steps"] >= 0, "max_stage_steps", "a count >= 0 (0: no cap)")
+    need(finite(s["conv1_lr_scale"]) and (s["conv1_lr_scale"] >= 0 or s["conv1_lr_scale"] == -1),
+         "conv1_lr_scale", "a factor >= 0, or -1 for 1 / init_input_std")
+    for flag in ("centre_noise", "size_noise"):
+      need(finite(s[flag]) and s[flag] >= 0, flag, "a Laplace scale >= 0")
+    from rolo_jax.data import synthetic
+    need(s["synthetic_preset"] in synthetic.PRESETS, "synthetic_preset",
+         f"one of {', '.join(sorted(synthetic.PRESETS))}")
+  need(s["num_processes"] >= 1, "num_processes", "at least 1")
+  need(0 <= s["process_id"] < s["num_processes"], "process_id",
+       f"an index in [0, {s['num_processes']}) (--num_processes {s['num_processes']})")
+  if s["eval"] or s["eval_only"]:
+    need(s["num_test_seqs"] >= 1, "num_test_seqs", "at least 1 test sequence (--noeval: train only)")
+    need(s["test_frames"] >= 0, "test_frames", "a frame count >= 0 (0: all)")
+    from rolo_jax import trackers
+    unknown = [b for b in s["baselines"].split(",") if b.strip() and b.strip() not in trackers.available()]
+    need(not unknown, "baselines", f"comma-separated tracker names from {', '.join(trackers.available())}")
+
+
 def run():
   import numpy as np
 
@@ -147,10 +198,13 @@ def run():
   # Before anything touches a device: jax.distributed must come first.
   parallel.maybe_initialize_distributed(s["coordinator_address"], s["num_processes"], s["process_id"])
   t_start = time.time()
+  _check_numbers(s)
   workdir = os.path.abspath(s["workdir"])
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise _UsageError(f"--workdir {s['workdir']}: is a file; expected a run folder (new or earlier)")
   os.makedirs(workdir, exist_ok=True)
   if s["config"] not in re3.CONFIGS:
-    raise app.UsageError(f"--config {s['config']!r}: known configs {sorted(re3.CONFIGS)}")
+    raise _UsageError(f"--config {s['config']!r}: known configs {sorted(re3.CONFIGS)}")
   model_cfg = re3.CONFIGS[s["config"]]
   if s["smoke"]:
     model_cfg = model_cfg.replace(name=model_cfg.name + "-smoke", **SMOKE_MODEL)
@@ -164,20 +218,20 @@ def run():
         stages=stages, patience=s["patience"], min_delta=s["min_delta"], ema=s["ema"],
         stage_steps=stage_steps, max_stage_steps=s["max_stage_steps"] or None, p_pred=p_pred)
   except ValueError as e:
-    raise app.UsageError(f"curriculum flags: {e}") from None
+    raise _UsageError(f"curriculum flags: {e}") from None
   for name in ("size_noise", "centre_noise"):
     if s[name] < 0:
-      raise app.UsageError(f"--{name} {s[name]}: expected a Laplace scale >= 0")
+      raise _UsageError(f"--{name} {s[name]}: expected a Laplace scale >= 0")
   for name in ("crop_size", "fc6_units", "lstm_hidden"):
     if s[name] < 0:
-      raise app.UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")
+      raise _UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")
     if s[name]:
       try:
         model_cfg = model_cfg.replace(**{name: s[name]})
       except ValueError as e:
-        raise app.UsageError(f"--{name} {s[name]}: {e}") from None
+        raise _UsageError(f"--{name} {s[name]}: {e}") from None
   if not 0.0 <= s["min_visible"] <= 1.0:
-    raise app.UsageError(f"--min_visible {s['min_visible']}: expected a fraction in [0, 1]")
+    raise _UsageError(f"--min_visible {s['min_visible']}: expected a fraction in [0, 1]")
   task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"],
                                  centre_noise=s["centre_noise"], nudge_pred=s["nudge_pred"],
                                  min_visible=s["min_visible"])
@@ -191,7 +245,7 @@ def run():
     real = []
     if s["data"] != "synthetic":
       if not s["data_dir"]:
-        raise app.UsageError(f"--data {s['data']} needs --data_dir")
+        raise _UsageError(f"--data {s['data']} needs --data_dir")
       real = re3_data.real_sequences(s["data"], s["data_dir"])
       real_names = [q.name for q in real]
     sampler = re3_data.Re3Sampler(pool, real, seed=s["seed"], p_real=s["p_real"])

@@ -389,8 +389,17 @@ def test_cli_task_flags_reach_the_checkpoint_and_guard_resume(tmp_path):
     ("--centre_noise=-1", "--centre_noise -1.0: expected a Laplace scale >= 0"),
     ("--size_noise=-0.5", "--size_noise -0.5: expected a Laplace scale >= 0"),
     ("--min_visible=1.5", "--min_visible 1.5: expected a fraction in [0, 1]"),
+    ("--steps=0", "--steps 0: expected at least 1 update"),
+    ("--num_test_seqs=0", "--num_test_seqs 0: expected at least 1 test sequence"),
+    ("--num_train_seqs=0", "--num_train_seqs 0: expected at least 1 synthetic training sequence"),
+    ("--lr=nan", "--lr nan: expected a finite learning rate > 0"),
+    ("--checkpoint_every=0", "--checkpoint_every 0: expected at least 1 step"),
+    ("--baselines=static,nope", "--baselines static,nope: expected comma-separated tracker names"),
+    ("--stage_steps=2,2,2,2", "stage_steps has 4 lengths for 2 stages"),
+    ("--centre_noise=nan", "--centre_noise nan: expected a Laplace scale >= 0"),
 ])
 def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):
   r = cli(tmp_path / "w", flag)
-  assert r.returncode != 0 and message in r.stdout + r.stderr
+  assert r.returncode == 2 and r.stderr.startswith(f"error: ") and message in r.stderr, r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1, r.stderr   # no usage dump
   assert "Traceback" not in r.stderr and not (tmp_path / "w" / "checkpoints").exists()

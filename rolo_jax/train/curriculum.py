@@ -76,6 +76,9 @@ class CurriculumConfig:
       object.__setattr__(self, "stage_steps", tuple(int(s) for s in self.stage_steps))
       if len(self.stage_steps) < len(self.stages) - 1 or any(s < 1 for s in self.stage_steps):
         raise ValueError(f"stage_steps needs >= {len(self.stages) - 1} positive lengths, got {self.stage_steps}")
+      if len(self.stage_steps) > len(self.stages):
+        raise ValueError(f"stage_steps has {len(self.stage_steps)} lengths for {len(self.stages)} "
+                         f"stages: {self.stage_steps}")
     if isinstance(self.p_pred, str) and self.p_pred != "paper":
       raise ValueError(f"p_pred must be 'paper' or a number, got {self.p_pred!r}")
     if not isinstance(self.p_pred, str) and not 0.0 <= float(self.p_pred) <= 1.0:
