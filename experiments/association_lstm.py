@@ -61,6 +61,7 @@ import numpy as np
 
 from rolo_jax.errors import DataError, cli_main
 from rolo_jax.mot.association_tracker import TrackerConfig
+from experiments import _args
 
 _TRACKER = TrackerConfig()   # the experiment's tracker settings default to the tracker's own
 _TRACKER_FIELDS = ("sim_threshold", "iou_gate", "reid_distance", "reid_sim_threshold", "iou_weight",
@@ -439,11 +440,11 @@ def parse_args(argv=None):
                               description=__doc__.split("\n")[0])
   p.add_argument("--config", default="default", help=f"one of {sorted(CONFIGS)}")
   p.add_argument("--workdir", default=None, help="run folder (default runs/association_<config>)")
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--num_train_seqs", type=int, default=None)
-  p.add_argument("--num_test_seqs", type=int, default=None)
-  p.add_argument("--seed", type=int, default=None)
-  p.add_argument("--max_age", type=int, default=None)
+  p.add_argument("--steps", type=_args.whole(1), default=None)
+  p.add_argument("--num_train_seqs", type=_args.whole(1), default=None)
+  p.add_argument("--num_test_seqs", type=_args.whole(1), default=None)
+  p.add_argument("--seed", type=_args.whole(0), default=None)
+  p.add_argument("--max_age", type=_args.whole(0), default=None)
   p.add_argument("--detector", choices=("simulated", "yolo"), default="simulated")
   p.add_argument("--yolo_checkpoint", default="runs/yolo_pretrain")
   p.add_argument("--eval_only", action="store_true")
@@ -453,7 +454,7 @@ def parse_args(argv=None):
   p.add_argument("--out", default=None, help="--track_det: results file to write")
   p.add_argument("--gt", default=None, help="--track_det: gt.txt to score the result against")
   p.add_argument("--frame_size", default=None, help="--track_det: WIDTHxHEIGHT of the frames")
-  p.add_argument("--num_frames", type=int, default=None)
+  p.add_argument("--num_frames", type=_args.whole(1), default=None)
   return p.parse_args(argv)
 
 

@@ -42,6 +42,7 @@ import rolo_jax  # noqa: F401  (backend choice before jax is imported)
 import numpy as np
 
 from rolo_jax.errors import cli_main
+from experiments import _args
 
 BASELINES = ("csrt", "kcf", "static")
 
@@ -52,19 +53,19 @@ def build_parser(prog: str = "python -m experiments.memtrack") -> argparse.Argum
   p.add_argument("--config", default="cpu", help="model config (rolo_jax.models.memtrack.CONFIGS)")
   p.add_argument("--data", default="synthetic", help="synthetic | otb | got10k | vid")
   p.add_argument("--data_dir", default=None, help="dataset root for --data otb/got10k/vid")
-  p.add_argument("--num_synthetic", type=int, default=150, help="synthetic training sequences")
-  p.add_argument("--steps", type=int, default=600, help="training updates")
-  p.add_argument("--batch", type=int, default=8)
-  p.add_argument("--lr", type=float, default=1e-3)
-  p.add_argument("--lr_decay_every", type=int, default=100, help="lr × 0.8 every this many steps")
-  p.add_argument("--exemplar_shift", type=float, default=24.0,
+  p.add_argument("--num_synthetic", type=_args.whole(1), default=150, help="synthetic training sequences")
+  p.add_argument("--steps", type=_args.whole(1), default=600, help="training updates")
+  p.add_argument("--batch", type=_args.whole(1), default=8)
+  p.add_argument("--lr", type=_args.POSITIVE, default=1e-3)
+  p.add_argument("--lr_decay_every", type=_args.whole(1), default=100, help="lr × 0.8 every this many steps")
+  p.add_argument("--exemplar_shift", type=_args.NONNEGATIVE, default=24.0,
                  help="training exemplars (t > 0) moved by up to this many px of a 127-px crop "
                       "(spec: 8; see the module docstring)")
-  p.add_argument("--exemplar_stretch", type=float, default=0.25,
+  p.add_argument("--exemplar_stretch", type=_args.NONNEGATIVE, default=0.25,
                  help="training exemplars (t > 0) scaled by 1 ± up to this (spec: 0.10)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--checkpoint_every", type=int, default=100)
-  p.add_argument("--n_test", type=int, default=20, help="held-out synthetic test sequences")
+  p.add_argument("--seed", type=_args.whole(0), default=0)
+  p.add_argument("--checkpoint_every", type=_args.whole(1), default=100)
+  p.add_argument("--n_test", type=_args.whole(1), default=20, help="held-out synthetic test sequences")
   p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated tracker names")
   p.add_argument("--eval_otb", default=None, help="an OTB-layout folder to evaluate on as well")
   p.add_argument("--otb_sequences", default=None,

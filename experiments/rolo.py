@@ -116,6 +116,7 @@ import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
 from rolo_jax.errors import DataError, cli_main
+from experiments import _args
 
 DEFAULT_DETECTOR = os.path.join("runs", "yolo_pretrain")
 
@@ -130,36 +131,36 @@ def add_common_args(p: argparse.ArgumentParser, *, workdir: str, config: str, st
   p.add_argument("--sequences_json", default=None, help="otb100_sequences.json (found when omitted)")
   p.add_argument("--features_dir", default=None,
                  help="precomputed per-frame feature folders (authors' format) instead of the detector")
-  p.add_argument("--feature_dim", type=int, default=None, help="F of --features_dir vectors (4096)")
+  p.add_argument("--feature_dim", type=_args.whole(1), default=None, help="F of --features_dir vectors (4096)")
   p.add_argument("--protocol", default="all", choices=("all", "sequences", "first_third", "third_labels"))
-  p.add_argument("--test_fraction", type=float, default=8 / 30)
-  p.add_argument("--num_train", type=int, default=100, help="synthetic training videos")
-  p.add_argument("--train_frames", type=int, default=None,
+  p.add_argument("--test_fraction", type=_args.real(0.0, 1.0, low_open=True, high_open=True), default=8 / 30)
+  p.add_argument("--num_train", type=_args.whole(1), default=100, help="synthetic training videos")
+  p.add_argument("--train_frames", type=_args.whole(2), default=None,
                  help="frames per synthetic training video (default: the train preset's 64)")
-  p.add_argument("--num_test", type=int, default=20, help="synthetic held-out videos")
+  p.add_argument("--num_test", type=_args.whole(1), default=20, help="synthetic held-out videos")
   p.add_argument("--config", default=config, help="models.rolo.CONFIGS name")
-  p.add_argument("--window", type=int, default=None, help="N frames per window")
+  p.add_argument("--window", type=_args.whole(1), default=None, help="N frames per window")
   p.add_argument("--hidden_from", default=None, choices=("faithful", "output_layer", "residual"))
-  p.add_argument("--hidden", type=int, default=None, help="LSTM width with --hidden_from output_layer")
+  p.add_argument("--hidden", type=_args.whole(1), default=None, help="LSTM width with --hidden_from output_layer")
   p.add_argument("--carry_state", action=argparse.BooleanOptionalAction, default=None,
                  help="carry the LSTM state between windows (default: the config's)")
   p.add_argument("--hold_detection", action=argparse.BooleanOptionalAction, default=None,
                  help="frames without a detection repeat the last one, with a fresh flag (models.rolo)")
-  p.add_argument("--steps", type=int, default=steps)
-  p.add_argument("--batch", type=int, default=32)
-  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--steps", type=_args.whole(1), default=steps)
+  p.add_argument("--batch", type=_args.whole(1), default=32)
+  p.add_argument("--lr", type=_args.POSITIVE, default=1e-3)
   p.add_argument("--coord_loss", default="mse", choices=("mse", "l1", "iou", "giou"),
                  help="coordinate loss: mse (the paper, x100), l1, 1 - IoU or 1 - GIoU (x100)")
-  p.add_argument("--weight_decay", type=float, default=0.0, help="L2 term on the LSTM's weights (0: the paper)")
+  p.add_argument("--weight_decay", type=_args.NONNEGATIVE, default=0.0, help="L2 term on the LSTM's weights (0: the paper)")
   p.add_argument("--feature_scale", default="auto",
                  help="factor on the visual features: a number (1 = the paper), 'auto' (1 / RMS) or "
                       "'protocol' (0 under 'sequences', where the test videos are unseen; 'auto' otherwise)")
-  p.add_argument("--conf_thresh", type=float, default=None, help="detector score threshold (Detector default: 0.05)")
-  p.add_argument("--iou_min", type=float, default=0.1,
+  p.add_argument("--conf_thresh", type=_args.FRACTION, default=None, help="detector score threshold (Detector default: 0.05)")
+  p.add_argument("--iou_min", type=_args.FRACTION, default=0.1,
                  help="assignment: minimum IoU with the history (paper: unspecified; see module doc)")
-  p.add_argument("--history", type=int, default=3, help="assignment: validated detections averaged")
-  p.add_argument("--gifs", type=int, default=3, help="test sequences rendered as GIFs")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--history", type=_args.whole(1), default=3, help="assignment: validated detections averaged")
+  p.add_argument("--gifs", type=_args.whole(0), default=3, help="test sequences rendered as GIFs")
+  p.add_argument("--seed", type=_args.whole(0), default=0)
   p.add_argument("--smoke", action="store_true", help="tiny sizes: the same code path in seconds")
   p.add_argument("--no_progress", action="store_true")
 

@@ -37,18 +37,19 @@ import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
 from rolo_jax.errors import cli_main
+from experiments import _args
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--workdir", default="runs/yolo_pretrain")
   p.add_argument("--config", default="default", help="yolo_task.TASK_CONFIGS name: default | smoke")
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--batch", type=int, default=None)
-  p.add_argument("--num_sequences", type=int, default=None)
-  p.add_argument("--lr", type=float, default=None)
-  p.add_argument("--seed", type=int, default=None)
-  p.add_argument("--eval_sequences", type=int, default=6, help="held-out multi-object videos scored")
+  p.add_argument("--steps", type=_args.whole(1), default=None)
+  p.add_argument("--batch", type=_args.whole(1), default=None)
+  p.add_argument("--num_sequences", type=_args.whole(1), default=None)
+  p.add_argument("--lr", type=_args.POSITIVE, default=None)
+  p.add_argument("--seed", type=_args.whole(0), default=None)
+  p.add_argument("--eval_sequences", type=_args.whole(1), default=6, help="held-out multi-object videos scored")
   p.add_argument("--no_progress", action="store_true")
   return p.parse_args(argv)
 

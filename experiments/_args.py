@@ -1,0 +1,55 @@
+"""argparse value types for the experiments' numeric flags: a value outside its meaning (a count of
+0 steps, a NaN learning rate, a probability of 1.5) is a usage error naming the flag, not a
+traceback later or a run that "succeeds" with nothing trained or scored."""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, Optional
+
+
+def whole(minimum: int = 0) -> Callable[[str], int]:
+  """A whole number >= minimum."""
+
+  def convert(text: str) -> int:
+    try:
+      v = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+    if v < minimum:
+      raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {v}")
+    return v
+
+  return convert
+
+
+def real(low: Optional[float] = None, high: Optional[float] = None, *,
+         low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+  """A finite number in [low, high] (or the open side(s) where asked)."""
+  lo_s = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+  hi_s = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+  want = ("a finite number" + (f" in {lo_s}, {hi_s}" if low is not None and high is not None else
+                               f" > {low:g}" if low is not None and low_open else
+                               f" >= {low:g}" if low is not None else
+                               f" <= {high:g}" if high is not None else ""))
+
+  def convert(text: str) -> float:
+    try:
+      v = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+    bad = not math.isfinite(v)
+    if low is not None:
+      bad |= v <= low if low_open else v < low
+    if high is not None:
+      bad |= v >= high if high_open else v > high
+    if bad:
+      raise argparse.ArgumentTypeError(f"expected {want}, got {text}")
+    return v
+
+  return convert
+
+
+POSITIVE = real(0.0, low_open=True)
+NONNEGATIVE = real(0.0)
+FRACTION = real(0.0, 1.0)

@@ -1,0 +1,50 @@
+"""The experiments' numeric flags: values outside their meaning are argparse usage errors (exit 2,
+one 'error: argument --X: expected ...' line) before anything runs."""
+import subprocess
+import sys
+
+import pytest
+
+from experiments import _args
+from rolo_jax.data.paths import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("convert,text,value", [
+    (_args.whole(1), "3", 3), (_args.whole(0), "0", 0), (_args.POSITIVE, "1e-3", 1e-3),
+    (_args.NONNEGATIVE, "0", 0.0), (_args.FRACTION, "1", 1.0),
+    (_args.real(0.0, 1.0, low_open=True, high_open=True), "0.5", 0.5),
+])
+def test_accepted(convert, text, value):
+  assert convert(text) == value
+
+
+@pytest.mark.parametrize("convert,text,message", [
+    (_args.whole(1), "0", "expected a whole number >= 1, got 0"),
+    (_args.whole(0), "-2", "expected a whole number >= 0, got -2"),
+    (_args.whole(1), "2.5", "expected a whole number >= 1, got '2.5'"),
+    (_args.POSITIVE, "0", "expected a finite number > 0, got 0"),
+    (_args.POSITIVE, "nan", "expected a finite number > 0, got nan"),
+    (_args.NONNEGATIVE, "-1e-9", "expected a finite number >= 0, got -1e-9"),
+    (_args.FRACTION, "1.5", "expected a finite number in [0, 1], got 1.5"),
+    (_args.FRACTION, "inf", "expected a finite number in [0, 1], got inf"),
+    (_args.real(0.0, 1.0, low_open=True, high_open=True), "1", "expected a finite number in (0, 1), got 1"),
+])
+def test_refused(convert, text, message):
+  with pytest.raises(Exception) as e:
+    convert(text)
+  assert str(e.value) == message
+
+
+@pytest.mark.parametrize("module,flag,message", [
+    ("memtrack", "--batch=0", "argument --batch: expected a whole number >= 1, got 0"),
+    ("memtrack", "--lr=nan", "argument --lr: expected a finite number > 0, got nan"),
+    ("rolo", "--num_test=0", "argument --num_test: expected a whole number >= 1, got 0"),
+    ("rolo_heatmap", "--iou_min=2", "argument --iou_min: expected a finite number in [0, 1], got 2"),
+    ("yolo_pretrain", "--steps=0", "argument --steps: expected a whole number >= 1, got 0"),
+    ("association_lstm", "--num_test_seqs=0", "argument --num_test_seqs: expected a whole number >= 1"),
+])
+def test_experiment_flags_exit_2_before_running(tmp_path, module, flag, message):
+  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", flag, "--workdir", str(tmp_path / "w")],
+                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert not (tmp_path / "w").exists()
