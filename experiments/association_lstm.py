@@ -378,7 +378,7 @@ def parse_frame_size(text: Optional[str]) -> Optional[Tuple[float, float]]:
     w, h = (float(v) for v in text.lower().split("x"))
   except ValueError:
     raise SystemExit(f"--frame_size must be WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
-  if w <= 0 or h <= 0:
+  if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
     raise SystemExit(f"--frame_size must be positive, got {text!r}")
   return w, h
 
@@ -418,8 +418,8 @@ def track_det(det_path: str, out_path: str, checkpoint: str, *,
   size = frame_size_for(det_path, frame_size, dets, gt)
   tr = at.from_checkpoint(checkpoint, tracker_cfg or at.TrackerConfig(), size)
   if tr.dvec.mode != "boxes":
-    raise ValueError(f"{checkpoint}: a det.txt has no images; this model needs D-vectors of mode "
-                     f"{tr.dvec.mode!r} (train one with --config boxes)")
+    raise DataError(checkpoint, f"a det.txt has no images; this model needs D-vectors of mode "
+                                f"{tr.dvec.mode!r} (train one with --config boxes)")
   if num_frames is None:
     last = [int(t.frame.max()) + 1 for t in (dets, gt) if t is not None and len(t)]
     num_frames = max(last) if last else 0
@@ -488,6 +488,9 @@ def main(argv=None) -> int:
     from rolo_jax.mot import detections as det_lib
     from rolo_jax.train.checkpoint import load_params
     params, meta = load_params(workdir)
+    if meta.get("model") != "association" or "config" not in meta:
+      raise DataError(workdir, f"not an Association LSTM workdir (its checkpoint holds model="
+                               f"{meta.get('model')!r})")
     cfg = association.AssociationConfig(**meta["config"])
     dvec = det_lib.DVectorConfig(**meta["dvec"])
     summary = {"steps": meta.get("step")}

@@ -281,6 +281,16 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
   if args.exemplar_shift < 0 or not 0 <= args.exemplar_stretch < 1:
     parser.error(f"--exemplar_shift {args.exemplar_shift} / --exemplar_stretch {args.exemplar_stretch}: "
                  "expected a shift >= 0 px and a stretch in [0, 1)")
+  from rolo_jax import trackers
+  from rolo_jax.train.memtrack_task import DATA_KINDS
+  if args.data not in DATA_KINDS:
+    parser.error(f"--data {args.data!r}: choose from {', '.join(DATA_KINDS)}")
+  if args.data != "synthetic" and not args.data_dir:
+    parser.error(f"--data {args.data} needs --data_dir")
+  unknown = [b for b in args.baselines.split(",") if b.strip() and b.strip() not in trackers.available()]
+  if unknown:
+    parser.error(f"--baselines: unknown tracker(s) {', '.join(unknown)}; available: "
+                 f"{', '.join(trackers.available())}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -123,6 +123,11 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   exp.check_args(parser, args)
+  from rolo_jax.models import memtrack
+  twin = args.config if args.config.endswith("_nomem") else args.config + "_nomem"
+  if twin not in memtrack.CONFIGS:
+    parser.error(f"--config {args.config!r} has no template-only twin {twin!r}; choose one of "
+                 f"{', '.join(c for c in memtrack.CONFIGS if c + '_nomem' in memtrack.CONFIGS)}")
   run(args)
   return 0
 

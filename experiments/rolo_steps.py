@@ -66,7 +66,10 @@ def run(args, log=print) -> Dict[str, Any]:
 
   t0 = time.time()
   args = rolo_exp.smoke_overrides(args)
-  ns = [int(x) for x in str(args.steps_list).split(",") if x.strip()]
+  try:
+    ns = [int(x) for x in str(args.steps_list).split(",") if x.strip()]
+  except ValueError:
+    ns = []
   if not ns or min(ns) < 1:
     raise SystemExit(f"--steps_list must be positive integers, got {args.steps_list!r}")
   base = rolo_exp.rolo_config(args)

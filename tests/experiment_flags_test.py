@@ -48,3 +48,29 @@ def test_experiment_flags_exit_2_before_running(tmp_path, module, flag, message)
                      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("module,argv,message", [
+    ("memtrack", ["--data", "nope"], "--data 'nope': choose from synthetic, otb, got10k, vid"),
+    ("memtrack", ["--data", "otb"], "--data otb needs --data_dir"),
+    ("memtrack", ["--baselines", "static,nope"], "--baselines: unknown tracker(s) nope; available:"),
+    ("memtrack_ablation", ["--config", "tiny"], "--config 'tiny' has no template-only twin 'tiny_nomem'"),
+])
+def test_memtrack_choices_are_usage_errors(tmp_path, module, argv, message):
+  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *argv, "--workdir", str(tmp_path / "w")],
+                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_another_models_checkpoint_is_named(tmp_path):
+  import numpy as np
+  from rolo_jax.errors import DataError
+  from rolo_jax.mot import association_tracker as at
+  from rolo_jax.train import checkpoint, yolo_task
+
+  checkpoint.save_params(str(tmp_path / "re3"), {"w": np.zeros(2, np.float32)}, {"model": "re3"})
+  with pytest.raises(DataError, match=r"re3: holds a 're3' checkpoint, not a YOLO detector"):
+    yolo_task.load_detector(str(tmp_path / "re3"))
+  with pytest.raises(DataError, match=r"re3: not an Association LSTM checkpoint \(meta: model='re3'\)"):
+    at.from_checkpoint(str(tmp_path / "re3"))

@@ -59,6 +59,7 @@ from scipy.optimize import linear_sum_assignment
 from rolo_jax.cells import lstm
 from rolo_jax.data.boxes import pairwise_iou
 from rolo_jax.data.sequence import Objects
+from rolo_jax.errors import DataError
 from rolo_jax.models import association as model
 from rolo_jax.mot import Detections, MultiObjectTracker, as_detections, kalman
 from rolo_jax.mot import detections as det_lib
@@ -333,8 +334,8 @@ def from_checkpoint(directory: str, tracker: TrackerConfig = TrackerConfig(),
 
   params, meta = load_params(directory)
   if meta.get("model") != "association" or "config" not in meta or "dvec" not in meta:
-    raise ValueError(f"{directory}: not an Association LSTM checkpoint (meta: model="
-                     f"{meta.get('model')!r})")
+    raise DataError(directory, f"not an Association LSTM checkpoint (meta: model="
+                               f"{meta.get('model')!r})")
   cfg = model.AssociationConfig(**meta["config"])
   dvec = det_lib.DVectorConfig(**meta["dvec"])
   return AssociationTracker(params, cfg, dvec, tracker, frame_size)

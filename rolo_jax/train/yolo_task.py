@@ -50,6 +50,7 @@ import optax
 
 from rolo_jax.data import boxes as bx
 from rolo_jax.data import synthetic
+from rolo_jax.errors import DataError
 from rolo_jax.models import yolo
 from rolo_jax.train import checkpoint as ckpt_lib
 from rolo_jax.train import loop as loop_lib
@@ -329,9 +330,9 @@ def load_detector(path: str) -> Tuple[PyTree, yolo.YoloConfig, Dict[str, Any]]:
   """(params, YoloConfig, meta) from a detector workdir or a params-only checkpoint folder."""
   params, meta = ckpt_lib.load_params(path)
   if meta.get("model") not in (None, "yolo"):
-    raise ValueError(f"{path}: holds a {meta.get('model')!r} checkpoint, not a YOLO detector")
+    raise DataError(path, f"holds a {meta.get('model')!r} checkpoint, not a YOLO detector")
   if "config" not in meta:
-    raise ValueError(f"{path}: checkpoint meta has no 'config'")
+    raise DataError(path, "checkpoint meta has no 'config'")
   return params, yolo_config_from_json(meta["config"]), meta
 
 
