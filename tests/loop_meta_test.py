@@ -44,3 +44,18 @@ def test_a_changed_or_removed_field_is_a_mismatch():
 def test_the_rolo_loop_raises_the_same_error_class():
   assert yolo_task.ConfigMismatchError is loop.ConfigMismatchError
   assert yolo_task.NonFiniteError is loop.NonFiniteError
+
+
+def test_optimizer_curriculum_and_data_are_compared_and_named():
+  opt = {"lr": 7e-4, "total_steps": 3000, "warmup_steps": 50}
+  loop.check_meta({"optimizer": opt}, {"optimizer": dict(opt)}, "wd")
+  with pytest.raises(loop.ConfigMismatchError,
+                     match=r"wd: its checkpoint was trained with a different 'optimizer' than this run "
+                           r"\(lr: 0.0007 -> 0.005\); use another --workdir"):
+    loop.check_meta({"optimizer": opt}, {"optimizer": dict(opt, lr=5e-3)}, "wd")
+  with pytest.raises(loop.ConfigMismatchError, match=r"'curriculum' .*stages: \[\[2, 2\], \[4, 1\]\] -> "
+                                                     r"\[\[2, 2\], \[2, 2\]\]"):
+    loop.check_meta({"curriculum": {"stages": [[2, 2], [4, 1]]}},
+                    {"curriculum": {"stages": [[2, 2], [2, 2]]}}, "wd")
+  with pytest.raises(loop.ConfigMismatchError, match=r"'data' than this run \('synthetic:3' -> 'synthetic:5'\)"):
+    loop.check_meta({"data": "synthetic:3"}, {"data": "synthetic:5"}, "wd")

@@ -383,6 +383,20 @@ def test_cli_task_flags_reach_the_checkpoint_and_guard_resume(tmp_path):
   assert again.returncode == 2 and "different 'task'" in again.stderr and "Traceback" not in again.stderr
 
 
+def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
+  # An interrupted run continued with another learning rate, schedule or seed would be a mix of two
+  # runs; the workdir must be resumed with its own settings or left alone.
+  first = cli(tmp_path / "w", "--stop_after=2", "--noeval")
+  assert first.returncode == 0, first.stderr
+  for flags, message in ((["--lr=5e-3"], "different 'optimizer' than this run (lr: 0.0007 -> 0.005)"),
+                         (["--stages=2x2,2x2"], "different 'curriculum'"),
+                         (["--seed=9"], "trained with seed 0, this run has seed 9")):
+    r = cli(tmp_path / "w", "--noeval", *flags)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  done = cli(tmp_path / "w", "--noeval")   # its own settings: resumes and finishes
+  assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--lstm_hidden=-3", "--lstm_hidden -3: expected a positive size"),
     ("--crop_size=5", "--crop_size 5:"),

@@ -133,12 +133,27 @@ def _same_setting(current: Any, saved: Any) -> bool:
   return True
 
 
+# The run-description entries a resumed (or re-run) workdir must agree on. 'optimizer' and
+# 'curriculum' (Re3) and 'data' (MemTrack) were written but not compared before session 7, so a
+# re-run with another learning rate, schedule or training set silently continued the old run.
+CHECKED_META = ("model", "config", "task", "optimizer", "curriculum", "data")
+
+
+def _differing(cur: Any, saved: Any) -> str:
+  """'a: 1 -> 2, b: ...' for the fields of two JSON dicts that differ (or the whole values)."""
+  if isinstance(cur, dict) and isinstance(saved, dict):
+    keys = [k for k in sorted(set(cur) | set(saved)) if cur.get(k, "<absent>") != saved.get(k, "<absent>")]
+    return ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {cur.get(k, '<absent>')!r}" for k in keys)
+  return f"{saved!r} -> {cur!r}"
+
+
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
-  for k in ("model", "config", "task"):
+  for k in CHECKED_META:
     if k in meta and k in saved and not _same_setting(meta[k], saved[k]):
       raise ConfigMismatchError(
-          f"{workdir}: its checkpoint was trained with a different '{k}' ({saved[k]}) than this run "
-          f"({ckpt_lib.to_jsonable(meta[k])}); use another --workdir")
+          f"{workdir}: its checkpoint was trained with a different '{k}' than this run "
+          f"({_differing(ckpt_lib.to_jsonable(meta[k]), saved[k])}); use another --workdir, or "
+          "the checkpoint's settings to resume it")
 
 
 def close_run(bar, writer, log_file, pool) -> None:
@@ -251,6 +266,10 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     params_like, opt_like = hooks.to_ckpt(state)
     r = ckpt.restore(params_like=params_like, opt_state_like=opt_like, step=resumed_from)
     tr = r["train"]
+    if "seed" in tr and int(tr["seed"]) != int(config.seed):
+      raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed {tr['seed']}, this run "
+                                f"has seed {config.seed}; use another --workdir, or the checkpoint's "
+                                "seed to resume it")
     state = hooks.from_ckpt(state, _to_device(r["params"]), _to_device(r["opt_state"]),
                             jnp.asarray(tr["step"], jnp.int32))
     # Checkpoints written before the tasks shared this loop hold only step (and seed, rng_key).
