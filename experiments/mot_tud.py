@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     det_path, gt_path = os.path.join(a.data, "det", "det.txt"), os.path.join(a.data, "gt", "gt.txt")
   dets = read_mot_file(det_path, "det")
   gt = read_mot_file(gt_path, "gt")
+  if len(gt.frame) == 0:
+    raise DataError(gt_path, "the ground truth has no rows: there is nothing to score against "
+                             "(expected frame,id,x,y,w,h,... rows)")
   size = assoc_exp.parse_frame_size(a.frame_size)
   exp = assoc_exp.CONFIGS["boxes"]
   t0 = time.time()
@@ -106,8 +109,8 @@ def main(argv=None) -> int:
                                          size),
   }
   if trackers["assoc_lstm"].dvec.mode != "boxes":
-    raise ValueError(f"{a.checkpoint}: the model needs {trackers['assoc_lstm'].dvec.mode!r} "
-                     "D-vectors; TUD-Campus has boxes only (train --config boxes)")
+    raise DataError(a.checkpoint, f"the model needs {trackers['assoc_lstm'].dvec.mode!r} D-vectors; "
+                                  "TUD-Campus has boxes only (train --config boxes)")
   hyps, seconds = {}, {}
   for name, tr in trackers.items():
     t1 = time.time()

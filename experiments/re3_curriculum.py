@@ -194,11 +194,13 @@ def run():
   from rolo_jax.trackers.re3 import config_from_meta
 
   s = _settings()
+  _check_numbers(s)   # (pure Python: touches no device)
+  if s["num_processes"] > 1 and not s["coordinator_address"]:
+    raise _UsageError(f"--num_processes {s['num_processes']} needs --coordinator_address HOST:PORT")
   from rolo_jax.train import parallel
   # Before anything touches a device: jax.distributed must come first.
   parallel.maybe_initialize_distributed(s["coordinator_address"], s["num_processes"], s["process_id"])
   t_start = time.time()
-  _check_numbers(s)
   workdir = os.path.abspath(s["workdir"])
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise _UsageError(f"--workdir {s['workdir']}: is a file; expected a run folder (new or earlier)")
