@@ -278,7 +278,7 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
   from rolo_jax.models import memtrack
   if args.config not in memtrack.CONFIGS:
     parser.error(f"--config {args.config!r}: choose from {', '.join(memtrack.CONFIGS)}")
-  if args.exemplar_shift < 0 or not 0 <= args.exemplar_stretch < 1:
+  if not args.exemplar_stretch < 1:   # (>= 0 for both: their argparse type)
     parser.error(f"--exemplar_shift {args.exemplar_shift} / --exemplar_stretch {args.exemplar_stretch}: "
                  "expected a shift >= 0 px and a stretch in [0, 1)")
   from rolo_jax import trackers
@@ -287,7 +287,7 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
     parser.error(f"--data {args.data!r}: choose from {', '.join(DATA_KINDS)}")
   if args.data != "synthetic" and not args.data_dir:
     parser.error(f"--data {args.data} needs --data_dir")
-  unknown = [b for b in args.baselines.split(",") if b.strip() and b.strip() not in trackers.available()]
+  unknown = trackers.unknown_names(args.baselines)
   if unknown:
     parser.error(f"--baselines: unknown tracker(s) {', '.join(unknown)}; available: "
                  f"{', '.join(trackers.available())}")

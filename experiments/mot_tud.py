@@ -86,10 +86,7 @@ def main(argv=None) -> int:
   if not os.path.isfile(det_path) and os.path.isfile(os.path.join(a.data, "det", "det.txt")):
     det_path, gt_path = os.path.join(a.data, "det", "det.txt"), os.path.join(a.data, "gt", "gt.txt")
   dets = read_mot_file(det_path, "det")
-  gt = read_mot_file(gt_path, "gt")
-  if len(gt.frame) == 0:
-    raise DataError(gt_path, "the ground truth has no rows: there is nothing to score against "
-                             "(expected frame,id,x,y,w,h,... rows)")
+  gt = read_mot_file(gt_path, "gt", allow_empty=False)
   size = assoc_exp.parse_frame_size(a.frame_size)
   exp = assoc_exp.CONFIGS["boxes"]
   t0 = time.time()

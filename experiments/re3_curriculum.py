@@ -167,11 +167,11 @@ def _check_numbers(s) -> None:
     need(s["max_stage_steps"] >= 0, "max_stage_steps", "a count >= 0 (0: no cap)")
     need(finite(s["conv1_lr_scale"]) and (s["conv1_lr_scale"] >= 0 or s["conv1_lr_scale"] == -1),
          "conv1_lr_scale", "a factor >= 0, or -1 for 1 / init_input_std")
-    for flag in ("centre_noise", "size_noise"):
-      need(finite(s[flag]) and s[flag] >= 0, flag, "a Laplace scale >= 0")
     from rolo_jax.data import synthetic
     need(s["synthetic_preset"] in synthetic.PRESETS, "synthetic_preset",
          f"one of {', '.join(sorted(synthetic.PRESETS))}")
+  for flag in ("centre_noise", "size_noise"):   # part of the task config, also under --eval_only
+    need(finite(s[flag]) and s[flag] >= 0, flag, "a Laplace scale >= 0")
   need(s["num_processes"] >= 1, "num_processes", "at least 1")
   need(0 <= s["process_id"] < s["num_processes"], "process_id",
        f"an index in [0, {s['num_processes']}) (--num_processes {s['num_processes']})")
@@ -179,8 +179,7 @@ def _check_numbers(s) -> None:
     need(s["num_test_seqs"] >= 1, "num_test_seqs", "at least 1 test sequence (--noeval: train only)")
     need(s["test_frames"] >= 0, "test_frames", "a frame count >= 0 (0: all)")
     from rolo_jax import trackers
-    unknown = [b for b in s["baselines"].split(",") if b.strip() and b.strip() not in trackers.available()]
-    need(not unknown, "baselines", f"comma-separated tracker names from {', '.join(trackers.available())}")
+    need(not trackers.unknown_names(s["baselines"]), "baselines", f"comma-separated tracker names from {', '.join(trackers.available())}")
 
 
 def run():
@@ -221,9 +220,6 @@ def run():
         stage_steps=stage_steps, max_stage_steps=s["max_stage_steps"] or None, p_pred=p_pred)
   except ValueError as e:
     raise _UsageError(f"curriculum flags: {e}") from None
-  for name in ("size_noise", "centre_noise"):
-    if s[name] < 0:
-      raise _UsageError(f"--{name} {s[name]}: expected a Laplace scale >= 0")
   for name in ("crop_size", "fc6_units", "lstm_hidden"):
     if s[name] < 0:
       raise _UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")

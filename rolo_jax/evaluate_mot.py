@@ -192,12 +192,8 @@ def main(argv=None) -> int:
   check_output_file(args.json, "--json")     # before scoring, so no work is lost
   check_output_file(args.table, "--table")
   pairs, notes = pair_files(args.gt, args.results)
-  data = {name: (read_mot_file(g, "gt"), read_mot_file(r, "results"))
+  data = {name: (read_mot_file(g, "gt", allow_empty=False), read_mot_file(r, "results"))
           for name, (g, r) in pairs.items()}
-  for name, (g, _) in pairs.items():
-    if len(data[name][0].frame) == 0:
-      raise DataError(g, "the ground truth has no rows: there is nothing to score against "
-                         "(expected frame,id,x,y,w,h,... rows)")
   try:
     per, overall = mot.evaluate_many(data, iou_threshold=args.iou)
   except ValueError as e:  # duplicate ids in objects built by hand; files are checked by the reader

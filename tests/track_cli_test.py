@@ -81,16 +81,20 @@ def test_first_line_is_the_given_box_with_fractions(frame_dir, tmp_path):
   assert lines[0] == "10.5,12.25,16,15.75"
 
 
-def test_video_and_render(frame_dir, tmp_path):
+def write_square_video(path, fourcc):
+  """`square_frames()` as a 10 frames/s video (OpenCV writer, `fourcc` e.g. 'mp4v', 'MJPG')."""
   import cv2
 
-  _, gt = frame_dir
-  frames, _ = square_frames()
-  video = str(tmp_path / "v.mp4")
-  writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (W, H))
-  for f in frames:
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (W, H))
+  for f in square_frames()[0]:
     writer.write(np.ascontiguousarray(f[..., ::-1]))
   writer.release()
+  return str(path)
+
+
+def test_video_and_render(frame_dir, tmp_path):
+  _, gt = frame_dir
+  video = write_square_video(tmp_path / "v.mp4", "mp4v")
   out = str(tmp_path / "v.txt")
   gif = str(tmp_path / "v.gif")
   assert run_cli(["--video", video, "--init", "10,12,16,16", "--tracker", "kcf", "--out", out,
@@ -104,14 +108,7 @@ def test_video_and_render(frame_dir, tmp_path):
 
 
 def test_truncated_video_is_noted(tmp_path, capsys):
-  import cv2
-
-  frames, _ = square_frames()
-  video = str(tmp_path / "v.avi")
-  writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
-  for f in frames:
-    writer.write(np.ascontiguousarray(f[..., ::-1]))
-  writer.release()
+  video = write_square_video(tmp_path / "v.avi", "MJPG")
   with open(video, "rb") as f:
     data = f.read()
   with open(video, "wb") as f:

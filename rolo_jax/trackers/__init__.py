@@ -63,6 +63,13 @@ def _resolve(name: str) -> Callable[..., Tracker]:
   return factory
 
 
+def unknown_names(names: str) -> List[str]:
+  """The names in a comma-separated list (e.g. a --baselines flag) that no tracker is registered
+  under, in order; empty when all are known."""
+  known = set(available())
+  return [n.strip() for n in names.split(",") if n.strip() and n.strip() not in known]
+
+
 def make_tracker(name: str, checkpoint: Optional[str] = None, **kw) -> Tracker:
   """A fresh tracker of the registered kind `name`.
 
@@ -109,5 +116,5 @@ register("siamfc", "rolo_jax.trackers.memtrack:make_siamfc")
 __all__ = [
     "Tracker", "MultiTracker", "TrackerCore", "CoreTracker", "run_tracker", "valid_boxes",
     "register", "available", "make_tracker", "make_multi_tracker", "UnknownTrackerError",
-    "TrackerInitError",
+    "TrackerInitError", "unknown_names",
 ]

@@ -262,14 +262,15 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   resumed_from = ckpt.latest_step()
   stage_history = []
   if resumed_from is not None:
-    _check_meta(ckpt.read_json(resumed_from)["meta"], meta, workdir)
+    saved = ckpt.read_json(resumed_from)   # (JSON only: refuse before restoring any array)
+    _check_meta(saved["meta"], meta, workdir)
+    if "seed" in saved["train"] and int(saved["train"]["seed"]) != int(config.seed):
+      raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed "
+                                f"{saved['train']['seed']}, this run has seed {config.seed}; use "
+                                "another --workdir, or the checkpoint's seed to resume it")
     params_like, opt_like = hooks.to_ckpt(state)
     r = ckpt.restore(params_like=params_like, opt_state_like=opt_like, step=resumed_from)
     tr = r["train"]
-    if "seed" in tr and int(tr["seed"]) != int(config.seed):
-      raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed {tr['seed']}, this run "
-                                f"has seed {config.seed}; use another --workdir, or the checkpoint's "
-                                "seed to resume it")
     state = hooks.from_ckpt(state, _to_device(r["params"]), _to_device(r["opt_state"]),
                             jnp.asarray(tr["step"], jnp.int32))
     # Checkpoints written before the tasks shared this loop hold only step (and seed, rng_key).
