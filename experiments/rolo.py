@@ -369,18 +369,64 @@ def view(prep: Prepared, protocol: str) -> Prepared:
                   score_masks=[rolo_task.protocol_masks(c.num_frames, protocol, "test")[1] for c in test_caches])
 
 
+def check_feature_scale(text: str) -> None:
+  """--feature_scale: a finite number >= 0, 'auto' or 'protocol' (checked before any work)."""
+  if text in ("auto", "protocol"):
+    return
+  try:
+    v = float(text)
+  except ValueError:
+    v = float("nan")
+  if not (np.isfinite(v) and v >= 0):
+    raise SystemExit(f"--feature_scale {text!r}: a finite number >= 0, 'auto' or 'protocol'")
+
+
+def check_args(args) -> None:
+  """What can be checked before the detector trains or any video is made: the flags whose values
+  argparse types cannot judge alone, and the workdir (a file there is named, not 'File exists')."""
+  check_feature_scale(str(args.feature_scale))
+  rolo_config(args)
+  if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+    raise SystemExit(f"--workdir {args.workdir}: is a file, not a folder")
+  if args.features_dir and not os.path.isdir(args.features_dir):
+    raise SystemExit(f"--features_dir {args.features_dir}: no such folder")
+  if args.features_dir and (args.detector or args.conf_thresh is not None):
+    raise SystemExit("--features_dir replaces the detector: --detector and --conf_thresh have no effect with it")
+
+
 def feature_scale_of(args, prep) -> float:
   from rolo_jax.train import rolo_task
 
   fs = str(args.feature_scale)
+  check_feature_scale(fs)
   if fs == "protocol":
     fs = "0" if prep.protocol == "sequences" else "auto"
   if fs == "auto":
     return float(np.float32(rolo_task.suggest_feature_scale(prep.train_caches)))
-  try:
-    return float(fs)
-  except ValueError:
-    raise SystemExit(f"--feature_scale {args.feature_scale!r}: a number, 'auto' or 'protocol'") from None
+  return float(fs)
+
+
+def data_meta(args, prep: Prepared) -> Dict[str, Any]:
+  """What ROLO's training examples are made from, stored as the checkpoint's 'data' entry and
+  compared on resume (rolo_jax.train.loop.CHECKED_META): the detector (by its parameters, not its
+  folder) and score threshold, or the feature folder; the assignment settings; the sequences the
+  model trains on. A workdir re-run with another detector or assignment is refused instead of
+  reusing a model trained on other detections."""
+  import hashlib
+
+  d: Dict[str, Any] = {"iou_min": float(args.iou_min), "history": int(args.history)}
+  if args.features_dir:
+    d.update(features_dir=os.path.abspath(args.features_dir), feature_dim=int(args.feature_dim or 4096))
+  else:
+    det = prep.detector
+    d.update(detector=det.fingerprint(), conf_thresh=det.conf_thresh, nms_iou=det.nms_iou,
+             class_agnostic=det.class_agnostic)
+  names = [c.name for c in prep.train_caches]
+  d.update(data=os.path.abspath(args.data_dir) if args.data_dir else "synthetic",
+           train_sequences=len(names),
+           train_frames=int(sum(c.num_frames for c in prep.train_caches)),
+           train_names_sha1=hashlib.sha1("\n".join(names).encode()).hexdigest()[:16])
+  return d
 
 
 # --------------------------------------------------------------------------------------------------
@@ -402,7 +448,8 @@ def train_and_track(args, prep: Prepared, cfg, workdir: str, log=print, *, steps
   log(f"ROLO {cfg.name} (N={cfg.window}, {cfg.mode}, {cfg.hidden_from}, carry={cfg.carry_state}): "
       f"{len(data.index)} training examples, feature_scale {scale:.4g}")
   t0 = time.time()
-  params, summary = rolo_task.train_rolo(workdir, cfg, task, data, progress=not args.no_progress, log=log)
+  params, summary = rolo_task.train_rolo(workdir, cfg, task, data, meta={"data": data_meta(args, prep)},
+                                         progress=not args.no_progress, log=log)
   train_s = time.time() - t0
   log(f"trained {summary['steps']} steps ({summary['steps_this_run']} this run) in {train_s:.0f} s, "
       f"last loss {summary['last'].get('loss', float('nan')):.4f}")
@@ -549,6 +596,7 @@ def run_protocols(args, cfg, log=print, *, title: str = "ROLO", after=None) -> D
 
 def run(args, log=print) -> Dict[str, Any]:
   args = smoke_overrides(args)
+  check_args(args)
   cfg = rolo_config(args)
   if cfg.mode != "coord":
     raise SystemExit(f"experiments.rolo is the coordinate variant; --config {args.config} is a "

@@ -167,6 +167,7 @@ def draw_occlusion(args, prep, raw, tracks, out_root: str, log=print) -> Dict[st
 
 def run(args, log=print) -> Dict[str, Any]:
   args = rolo_exp.smoke_overrides(args)
+  rolo_exp.check_args(args)
   cfg = rolo_exp.rolo_config(args)
   if cfg.mode != "heatmap":
     raise SystemExit(f"--config {args.config} is not a heatmap model")

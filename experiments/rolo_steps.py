@@ -72,6 +72,10 @@ def run(args, log=print) -> Dict[str, Any]:
     ns = []
   if not ns or min(ns) < 1:
     raise SystemExit(f"--steps_list must be positive integers, got {args.steps_list!r}")
+  if len(set(ns)) < len(ns):
+    # each N trains in <workdir>/N<n>: a repeat would only re-read the same model and row
+    raise SystemExit(f"--steps_list repeats a window length: {args.steps_list!r}")
+  rolo_exp.check_args(args)
   base = rolo_exp.rolo_config(args)
   if base.mode != "coord":
     raise SystemExit("the step study uses a coordinate model")

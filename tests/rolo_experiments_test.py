@@ -30,7 +30,7 @@ def _finite_summary(metrics, names=("YOLO", "YOLO+SORT", "ROLO")):
     assert s["frames"] > 0
 
 
-def test_rolo_experiment_smoke_all_protocols_and_resume(tmp_path, detector_dir):
+def test_rolo_experiment_smoke_all_protocols_and_resume(tmp_path, detector_dir, capsys):
   wd = str(tmp_path / "rolo")
   argv = ["--smoke", "--workdir", wd, "--detector", detector_dir, "--no_progress", "--conf_thresh", "0.0"]
   assert rolo_exp.main(argv) == 0     # --protocol all: one folder per protocol + summary
@@ -51,6 +51,29 @@ def test_rolo_experiment_smoke_all_protocols_and_resume(tmp_path, detector_dir):
   m2 = json.load(open(os.path.join(wd, "sequences", "metrics.json")))
   assert m2["rolo"]["train_summary"]["steps_this_run"] == 0
   assert m2["summary"]["ROLO"]["average_overlap"] == pytest.approx(m["summary"]["ROLO"]["average_overlap"])
+  # The same workdir with other detections (assignment IoU, history, score threshold) is refused:
+  # its model was trained on the old ones. The message names what differs.
+  for flag, value, field in (("--iou_min", "0.3", "iou_min"), ("--history", "5", "history"),
+                             ("--conf_thresh", "0.2", "conf_thresh")):
+    bad = [a for a in argv if a not in ("--conf_thresh", "0.0")] + ["--protocol", "sequences", flag, value]
+    if flag != "--conf_thresh":
+      bad += ["--conf_thresh", "0.0"]
+    with pytest.raises(SystemExit) as e:
+      rolo_exp.main(bad)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "different 'data'" in err and f"{field}:" in err, err
+  # ... and so is another detector (same folder name elsewhere is not what is compared: its weights are).
+  import shutil
+  other = str(tmp_path / "other_detector")
+  assert yolo_pretrain.main(["--config", "smoke", "--workdir", other, "--eval_sequences", "1",
+                             "--no_progress", "--seed", "1"]) == 0
+  with pytest.raises(SystemExit) as e:
+    rolo_exp.main([a if a != detector_dir else other for a in argv] + ["--protocol", "sequences"])
+  assert e.value.code == 2 and "detector:" in capsys.readouterr().err
+  moved = str(tmp_path / "moved_detector")
+  shutil.copytree(detector_dir, moved)
+  assert rolo_exp.main([a if a != detector_dir else moved for a in argv] + ["--protocol", "sequences"]) == 0
   # The exported tracker runs online through the common interface.
   from rolo_jax import trackers
   from rolo_jax.data import synthetic
@@ -127,6 +150,33 @@ def test_bad_arguments_are_clear(tmp_path, capsys):
   assert e.value.code == 2 and "detector folder does not exist" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     rolo_exp.main(["--smoke", "--workdir", str(tmp_path), "--config", "tiny_heatmap"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--feature_scale", "x"], "--feature_scale 'x'"),
+    (["--feature_scale", "nan"], "--feature_scale 'nan'"),
+    (["--feature_scale", "-1"], "--feature_scale '-1'"),
+    (["--features_dir", "{tmp}/feats", "--detector", "{tmp}"], "--features_dir replaces the detector"),
+    (["--workdir", "{tmp}/afile"], "is a file"),
+])
+def test_flags_are_checked_before_the_detector(tmp_path, argv, message):
+  # No --detector: a run that got past the checks would train one (minutes); these fail at once.
+  (tmp_path / "afile").write_text("x")
+  (tmp_path / "feats").mkdir()
+  argv = [a.format(tmp=tmp_path) for a in argv]
+  full = ["--smoke", "--no_progress"] + (["--workdir", str(tmp_path / "wd")] if "--workdir" not in argv else []) + argv
+  for main in (rolo_exp.main, rolo_heatmap.main):
+    with pytest.raises(SystemExit) as e:
+      main(full)
+    assert message in str(e.value.code), e.value.code
+  assert not (tmp_path / "wd").exists()
+
+
+def test_step_study_refuses_a_repeated_window(tmp_path):
+  with pytest.raises(SystemExit) as e:
+    rolo_steps.main(["--smoke", "--workdir", str(tmp_path / "wd"), "--steps_list", "3,3"])
+  assert "repeats a window length" in str(e.value.code)
+  assert not (tmp_path / "wd").exists()
 
 
 def test_otb_folder_third_labels(tmp_path, detector_dir):

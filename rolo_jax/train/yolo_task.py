@@ -372,6 +372,19 @@ class Detector:
     params, cfg, _ = load_detector(path)
     return cls(params, cfg, **kw)
 
+  def fingerprint(self) -> str:
+    """sha1 (16 hex digits) of the config and every parameter's bytes: which detector this is,
+    wherever its folder lies (a ROLO workdir records it; rolo_jax.train.loop.CHECKED_META)."""
+    import hashlib
+
+    h = hashlib.sha1(repr(ckpt_lib.to_jsonable(self.cfg)).encode())
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(jax.device_get(self.params))[0],
+                             key=lambda kv: jax.tree_util.keystr(kv[0])):
+      a = np.ascontiguousarray(leaf)
+      h.update(jax.tree_util.keystr(path).encode() + str(a.dtype).encode() + str(a.shape).encode())
+      h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
   def raw(self, frames) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int]]:
     """(preds [T, S, S, B·5 + C], features float32 [T, F], (width, height)) of uint8 frames
     [T, H, W, 3] (one size)."""
