@@ -53,3 +53,24 @@ def real(low: Optional[float] = None, high: Optional[float] = None, *,
 POSITIVE = real(0.0, low_open=True)
 NONNEGATIVE = real(0.0)
 FRACTION = real(0.0, 1.0)
+
+
+def whole_list(minimum: int = 1) -> Callable[[str], str]:
+  """A comma-separated list of whole numbers >= minimum ('1,8,64'); kept as the text the code
+  splits later, so '' (where a flag means 'the default') stays allowed."""
+
+  def convert(text: str) -> str:
+    for part in (p.strip() for p in text.split(",")):
+      if not part:
+        continue
+      try:
+        v = int(part)
+      except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= {minimum}, "
+                                         f"got {part!r} in {text!r}") from None
+      if v < minimum:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= {minimum}, "
+                                         f"got {v} in {text!r}")
+    return text
+
+  return convert

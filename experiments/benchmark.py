@@ -28,6 +28,9 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
+from experiments import _args
+from rolo_jax.errors import DataError, check_output_file, cli_main
+
 Record = Dict[str, Any]
 BENCHMARKS: Dict[str, Callable[[argparse.Namespace], List[Record]]] = {}
 
@@ -435,6 +438,31 @@ def check_configs(names: List[str], args: argparse.Namespace) -> None:
                        f"known: {', '.join(known)}")
 
 
+def check_lists(names: List[str], args: argparse.Namespace) -> None:
+  """Raises ValueError for what the argparse types cannot see: an empty list where the benchmark
+  needs one, re3_train's stages, an unknown detector config."""
+  if "re3" in names and not [k for k in args.re3_targets.split(",") if k.strip()]:
+    raise ValueError("--re3_targets: no numbers of targets")
+  if "memtrack" in names and not [k for k in args.memtrack_targets.split(",") if k.strip()]:
+    raise ValueError("--memtrack_targets: no numbers of targets")
+  if "re3_train" in names:
+    from rolo_jax.train import curriculum as cur
+
+    try:
+      stages = cur.parse_stages(args.re3_train_stages)
+    except ValueError as e:
+      raise ValueError(f"--re3_train_stages: {e}") from None
+    if any(s.unroll < 1 or s.batch < 1 for s in stages):
+      raise ValueError(f"--re3_train_stages {args.re3_train_stages!r}: unroll and batch must be >= 1")
+  if "rolo" in names:
+    from rolo_jax.train import yolo_task
+
+    bad = [d for d in args.rolo_detectors.split(",") if d and d not in yolo_task.DETECTOR_CONFIGS]
+    if bad:
+      raise ValueError(f"--rolo_detectors: unknown detector config(s) {', '.join(bad)}; "
+                       f"known: {', '.join(yolo_task.DETECTOR_CONFIGS)}")
+
+
 def apply_only(only: str, args: argparse.Namespace) -> List[str]:
   """The benchmarks `--only` names, in order; ``NAME:CONFIG`` entries also set NAME's config flag.
 
@@ -463,28 +491,29 @@ def apply_only(only: str, args: argparse.Namespace) -> List[str]:
   return names or list(BENCHMARKS)
 
 
+@cli_main
 def main(argv: Optional[List[str]] = None) -> List[Record]:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--only", default="", help="comma-separated benchmark names (default: all); "
                  "NAME:CONFIG runs that benchmark on that config only (e.g. re3:paper)")
-  p.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
+  p.add_argument("--repeats", type=_args.whole(1), default=5, help="timed runs per case (median reported)")
   p.add_argument("--json", default=None, help="write the records (and environment) here")
   p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
   p.add_argument("--re3_configs", default="tiny,small,paper", help="re3: comma-separated configs")
-  p.add_argument("--re3_targets", default="1,8", help="re3: comma-separated numbers of targets")
-  p.add_argument("--re3_frames", type=int, default=40, help="re3: frames per timed run")
+  p.add_argument("--re3_targets", type=_args.whole_list(1), default="1,8", help="re3: comma-separated numbers of targets")
+  p.add_argument("--re3_frames", type=_args.whole(1), default=40, help="re3: frames per timed run")
   p.add_argument("--memtrack_configs", default="cpu,paper", help="memtrack: comma-separated configs")
-  p.add_argument("--memtrack_targets", default="1,8", help="memtrack: comma-separated numbers of targets")
+  p.add_argument("--memtrack_targets", type=_args.whole_list(1), default="1,8", help="memtrack: comma-separated numbers of targets")
   p.add_argument("--re3_train_config", default="tiny", help="re3_train: models.re3 config")
   p.add_argument("--re3_train_stages", default="2x32,4x16,8x8,16x4,32x2",
                  help="re3_train: curriculum stages UNROLLxBATCH")
-  p.add_argument("--re3_train_steps", type=int, default=5, help="re3_train: updates per timed run")
-  p.add_argument("--re3_train_pool", type=int, default=400, help="re3_train: synthetic training videos")
-  p.add_argument("--memtrack_frames", type=int, default=20, help="memtrack: frames per timed run")
+  p.add_argument("--re3_train_steps", type=_args.whole(1), default=5, help="re3_train: updates per timed run")
+  p.add_argument("--re3_train_pool", type=_args.whole(1), default=400, help="re3_train: synthetic training videos")
+  p.add_argument("--memtrack_frames", type=_args.whole(1), default=20, help="memtrack: frames per timed run")
   p.add_argument("--rolo_configs", default="tiny,tiny_heatmap,paper", help="rolo: models.rolo configs")
-  p.add_argument("--rolo_windows", default="", help="rolo: comma-separated N (default: each config's)")
+  p.add_argument("--rolo_windows", type=_args.whole_list(1), default="", help="rolo: comma-separated N (default: each config's)")
   p.add_argument("--rolo_detectors", default="tiny_fast", help="rolo: yolo_task.DETECTOR_CONFIGS names")
-  p.add_argument("--rolo_frames", type=int, default=50, help="rolo: frames per timed run")
+  p.add_argument("--rolo_frames", type=_args.whole(1), default=50, help="rolo: frames per timed run")
   args = p.parse_args(argv)
   if args.list:
     for name, fn in BENCHMARKS.items():
@@ -493,7 +522,9 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
   try:
     names = apply_only(args.only, args)
     check_configs(names, args)
-  except ValueError as e:
+    check_lists(names, args)
+    check_output_file(args.json, "--json")   # a folder or an unwritable path: refused before hours of timing
+  except (ValueError, DataError) as e:
     p.error(str(e))
   records: List[Record] = []
   for n in names:

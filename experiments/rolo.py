@@ -110,7 +110,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np

@@ -37,10 +37,8 @@ Expected runtime with no flags and a trained detector: ~5-7 min on 2 shared CPU 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from typing import Any, Dict, List
 
 import rolo_jax  # noqa: F401

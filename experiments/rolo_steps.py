@@ -31,7 +31,6 @@ import time
 from typing import Any, Dict
 
 import rolo_jax  # noqa: F401
-import numpy as np
 
 from experiments import rolo as rolo_exp
 from rolo_jax.errors import cli_main

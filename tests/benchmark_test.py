@@ -2,6 +2,8 @@
 import argparse
 import math
 
+import pytest
+
 import rolo_jax  # noqa: F401  (backend choice before jax)
 from experiments import benchmark
 
@@ -58,3 +60,20 @@ def test_unknown_configs_are_refused_before_any_run():
   benchmark.apply_only("re3:bogus", args)
   with pytest.raises(ValueError, match="unknown config.*bogus; known: paper, small, tiny"):
     benchmark.check_configs(["re3"], args)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "--repeats: expected a whole number >= 1"),
+    (["--re3_targets", "1,x"], "got 'x' in '1,x'"),
+    (["--only", "re3", "--re3_targets", ","], "--re3_targets: no numbers of targets"),
+    (["--only", "re3_train", "--re3_train_stages", "2y3"], "stage '2y3'"),
+    (["--only", "rolo", "--rolo_detectors", "nope"], "unknown detector config(s) nope"),
+    (["--rolo_windows", "0"], "--rolo_windows"),
+    (["--json", "{tmp}"], "this is a folder"),
+])
+def test_bad_flags_stop_before_any_benchmark(tmp_path, capsys, argv, message):
+  # Checked before anything is timed (the default run takes many minutes; these return at once).
+  with pytest.raises(SystemExit) as e:
+    benchmark.main([a.format(tmp=tmp_path) for a in argv])
+  assert e.value.code == 2
+  assert message in capsys.readouterr().err
