@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Callable, Optional
 
 
@@ -74,3 +75,21 @@ def whole_list(minimum: int = 1) -> Callable[[str], str]:
     return text
 
   return convert
+
+
+def check_paths(parser: argparse.ArgumentParser, *, out_dirs=(), out_files=(), in_dirs=()) -> None:
+  """Usage errors (one line, exit 2), before any work, for paths a run would only trip over at its
+  end: (flag, path) pairs of output folders (a file there, or below a file), output files (a folder
+  there, or below a file) and input folders that must exist. None paths are skipped."""
+  from rolo_jax.errors import DataError, check_output_dir, check_output_file
+
+  try:
+    for flag, path in out_dirs:
+      check_output_dir(path, flag)
+    for flag, path in out_files:
+      check_output_file(path, flag)
+  except DataError as e:
+    parser.error(str(e))
+  for flag, path in in_dirs:
+    if path is not None and not os.path.isdir(path):
+      parser.error(f"{flag} {path}: no such folder")

@@ -455,7 +455,18 @@ def parse_args(argv=None):
   p.add_argument("--gt", default=None, help="--track_det: gt.txt to score the result against")
   p.add_argument("--frame_size", default=None, help="--track_det: WIDTHxHEIGHT of the frames")
   p.add_argument("--num_frames", type=_args.whole(1), default=None)
-  return p.parse_args(argv)
+  a = p.parse_args(argv)
+  track_only = [f"--{k}" for k in ("checkpoint", "out", "gt", "frame_size", "num_frames")
+                if getattr(a, k) is not None]
+  if a.track_det:
+    if not a.checkpoint or not a.out:
+      p.error("--track_det needs --checkpoint (a boxes-only model's workdir) and --out")
+    _args.check_paths(p, out_files=[("--out", a.out)])
+  else:
+    if track_only:
+      p.error(f"{', '.join(track_only)}: only used with --track_det (tracking a det.txt)")
+    _args.check_paths(p, out_dirs=[("--workdir", a.workdir)])
+  return a
 
 
 @cli_main
@@ -469,8 +480,6 @@ def main(argv=None) -> int:
           if getattr(a, k) is not None}
   exp = exp.replace(**over)
   if a.track_det:
-    if not a.checkpoint or not a.out:
-      raise SystemExit("--track_det needs --checkpoint (a boxes-only model's workdir) and --out")
     r = track_det(a.track_det, a.out, a.checkpoint, frame_size=parse_frame_size(a.frame_size),
                   num_frames=a.num_frames, tracker_cfg=tracker_config(exp), gt_path=a.gt)
     if "metrics" in r:

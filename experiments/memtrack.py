@@ -291,6 +291,7 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
   if unknown:
     parser.error(f"--baselines: unknown tracker(s) {', '.join(unknown)}; available: "
                  f"{', '.join(trackers.available())}")
+  _args.check_paths(parser, out_dirs=[("--workdir", args.workdir)], in_dirs=[("--eval_otb", args.eval_otb)])
 
 
 def main(argv: Optional[List[str]] = None) -> int:

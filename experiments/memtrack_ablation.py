@@ -32,6 +32,7 @@ import rolo_jax  # noqa: F401
 
 import numpy as np
 
+from experiments import _args
 from experiments import memtrack as exp
 from rolo_jax.errors import cli_main
 
@@ -123,6 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   exp.check_args(parser, args)
+  _args.check_paths(parser, out_dirs=[("--out", args.out), ("--nomem_workdir", args.nomem_workdir)])
   from rolo_jax.models import memtrack
   twin = args.config if args.config.endswith("_nomem") else args.config + "_nomem"
   if twin not in memtrack.CONFIGS:

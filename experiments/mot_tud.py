@@ -43,7 +43,6 @@ import sys
 import time
 
 import rolo_jax  # noqa: F401  (backend choice before jax)
-import numpy as np
 
 from rolo_jax.errors import DataError, cli_main
 
@@ -61,7 +60,10 @@ def parse_args(argv=None):
   p.add_argument("--out_dir", default="runs/mot_tud")
   p.add_argument("--frame_size", default="640x480", help="WIDTHxHEIGHT of TUD-Campus frames")
   p.add_argument("--no_progress", action="store_true")
-  return p.parse_args(argv)
+  a = p.parse_args(argv)
+  from experiments import _args
+  _args.check_paths(p, out_dirs=[("--out_dir", a.out_dir), ("--checkpoint", a.checkpoint)])
+  return a
 
 
 def _has_checkpoint(workdir: str) -> bool:

@@ -31,7 +31,7 @@ from typing import List, Optional
 import numpy as np
 
 from rolo_jax import trackers
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import check_output_dir, cli_main
 
 TRACKERS = ("static", "kcf", "csrt")
 
@@ -100,11 +100,16 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = p.parse_args(argv)
   names = args.names.split(",") if args.names else None
   tracker_names = [t.strip() for t in args.trackers.split(",") if t.strip()]
+  if not tracker_names:
+    p.error(f"--trackers {args.trackers!r}: no tracker names; known: {', '.join(trackers.available())}")
   for name in tracker_names:
     try:
       trackers.make_tracker(name)
     except trackers.UnknownTrackerError as e:
       p.error(str(e))
+  if names is not None and not [n for n in names if n.strip()]:
+    p.error(f"--names {args.names!r}: no sequence names")
+  check_output_dir(args.out, "--out")
   run(args.data, args.out, args.sequences, tracker_names, names)
   return 0
 

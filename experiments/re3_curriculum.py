@@ -183,8 +183,6 @@ def _check_numbers(s) -> None:
 
 
 def run():
-  import numpy as np
-
   from rolo_jax.data import synthetic
   from rolo_jax.models import re3
   from rolo_jax.train import curriculum as cur
@@ -203,6 +201,11 @@ def run():
   workdir = os.path.abspath(s["workdir"])
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise _UsageError(f"--workdir {s['workdir']}: is a file; expected a run folder (new or earlier)")
+  if s["eval_otb"] and not os.path.isdir(s["eval_otb"]):
+    # (it is read after training: a typo here used to cost the whole run)
+    raise _UsageError(f"--eval_otb {s['eval_otb']}: no such folder")
+  if s["data"] != "synthetic" and not s["eval_only"] and not s["data_dir"]:
+    raise _UsageError(f"--data {s['data']} needs --data_dir")
   os.makedirs(workdir, exist_ok=True)
   if s["config"] not in re3.CONFIGS:
     raise _UsageError(f"--config {s['config']!r}: known configs {sorted(re3.CONFIGS)}")
@@ -242,8 +245,6 @@ def run():
     pool = re3_data.synthetic_pool(s["num_train_seqs"], s["synthetic_preset"])
     real = []
     if s["data"] != "synthetic":
-      if not s["data_dir"]:
-        raise _UsageError(f"--data {s['data']} needs --data_dir")
       real = re3_data.real_sequences(s["data"], s["data_dir"])
       real_names = [q.name for q in real]
     sampler = re3_data.Re3Sampler(pool, real, seed=s["seed"], p_real=s["p_real"])

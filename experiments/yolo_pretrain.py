@@ -51,7 +51,9 @@ def parse_args(argv=None):
   p.add_argument("--seed", type=_args.whole(0), default=None)
   p.add_argument("--eval_sequences", type=_args.whole(1), default=6, help="held-out multi-object videos scored")
   p.add_argument("--no_progress", action="store_true")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  _args.check_paths(p, out_dirs=[("--workdir", args.workdir)])
+  return args
 
 
 def task_from_args(args):

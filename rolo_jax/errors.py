@@ -55,6 +55,21 @@ def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
     raise DataError(path, f"{flag}: {parent} is a file, so no file can be written below it")
 
 
+def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
+  """Fails early (before any work) when `path` cannot be a folder to write into: an existing file,
+  or a parent that is a file. A missing folder is fine (the writers create it)."""
+  if path is None:
+    return
+  path = os.fspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise DataError(path, f"{flag}: this is a file; expected a folder (existing or to be made)")
+  parent = os.path.dirname(os.path.abspath(path))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise DataError(path, f"{flag}: {parent} is a file, so no folder can be made below it")
+
+
 def cli_main(main):
   """Wrap an entry point so DataError / ConfigMismatchError / an OSError (a missing file, a folder
   where a file was expected, no permission, a full disk: its message names the path) print one

@@ -74,3 +74,47 @@ def test_another_models_checkpoint_is_named(tmp_path):
     yolo_task.load_detector(str(tmp_path / "re3"))
   with pytest.raises(DataError, match=r"re3: not an Association LSTM checkpoint \(meta: model='re3'\)"):
     at.from_checkpoint(str(tmp_path / "re3"))
+
+
+@pytest.mark.parametrize("convert,text", [(_args.whole_list(1), "1,8,64"), (_args.whole_list(1), ""),
+                                          (_args.whole_list(0), "0, 3")])
+def test_whole_lists_accepted(convert, text):
+  assert convert(text) == text
+
+
+@pytest.mark.parametrize("text,message", [("1,x", "got 'x' in '1,x'"), ("4,0", "got 0 in '4,0'")])
+def test_whole_lists_refused(text, message):
+  with pytest.raises(Exception) as e:
+    _args.whole_list(1)(text)
+  assert message in str(e.value)
+
+
+# Paths the run would only trip over at its end (an output folder that is a file, an output file
+# that is a folder, a missing folder to evaluate on) and flags a mode ignores: usage errors before
+# any training, nothing written. {f} is an existing file, {d} an existing folder.
+@pytest.mark.parametrize("module,argv,message", [
+    ("memtrack", ["--workdir", "{f}"], "--workdir: this is a file"),
+    ("memtrack", ["--eval_otb", "{d}/nope"], "--eval_otb {d}/nope: no such folder"),
+    ("memtrack_ablation", ["--out", "{f}/x"], "--out: {f} is a file, so no folder can be made below it"),
+    ("memtrack_ablation", ["--nomem_workdir", "{f}"], "--nomem_workdir: this is a file"),
+    ("yolo_pretrain", ["--workdir", "{f}"], "--workdir: this is a file"),
+    ("association_lstm", ["--workdir", "{f}"], "--workdir: this is a file"),
+    ("association_lstm", ["--frame_size", "640x480"], "--frame_size: only used with --track_det"),
+    ("association_lstm", ["--track_det", "{f}", "--checkpoint", "{d}", "--out", "{d}"],
+     "--out: this is a folder; expected the path of a file"),
+    ("association_lstm", ["--track_det", "{f}"], "--track_det needs --checkpoint"),
+    ("mot_tud", ["--data", "{d}", "--out_dir", "{f}"], "--out_dir: this is a file"),
+    ("mot_tud", ["--data", "{d}", "--checkpoint", "{f}"], "--checkpoint: this is a file"),
+    ("re3_curriculum", ["--workdir", "{d}/w", "--eval_otb", "{d}/nope"], "--eval_otb {d}/nope: no such folder"),
+    ("re3_curriculum", ["--workdir", "{d}/w", "--data", "otb"], "--data otb needs --data_dir"),
+    ("otb_baselines", ["--data", "{d}", "--out", "{f}"], "--out: this is a file"),
+    ("otb_baselines", ["--data", "{d}", "--out", "{d}/o", "--trackers", ""], "--trackers '': no tracker names"),
+])
+def test_paths_and_ignored_flags_are_usage_errors(tmp_path, module, argv, message):
+  f = tmp_path / "afile"
+  f.write_text("x")
+  sub = lambda a: a.format(f=f, d=tmp_path)
+  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *map(sub, argv)],
+                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and sub(message) in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
