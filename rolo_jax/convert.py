@@ -48,6 +48,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from rolo_jax.errors import DataError, cli_main
+from rolo_jax.models import mistyped_fields
 
 SKIPS = ("skip1", "skip2", "skip5")
 GATES = ("block_input", "input_gate", "forget_gate", "output_gate")
@@ -77,17 +78,6 @@ def re3_config(spec: str):
                   ".json file of Re3Config fields")
 
 
-def _same_kind(ref, v) -> bool:
-  """Whether JSON value `v` can stand for a config field whose default is `ref`."""
-  if ref is None or v is None:
-    return True
-  if isinstance(ref, bool) or isinstance(v, bool):
-    return isinstance(ref, bool) and isinstance(v, bool)
-  if isinstance(ref, float):
-    return isinstance(v, (int, float))
-  return isinstance(v, type(ref))
-
-
 def re3_config_from_dict(fields: Mapping, what: str = "config"):
   """Re3Config from a dict of fields (lists become tuples); ``base``/``name`` pick the defaults.
 
@@ -102,12 +92,10 @@ def re3_config_from_dict(fields: Mapping, what: str = "config"):
   unknown = sorted(set(fields) - known)
   if unknown:
     raise DataError(what, f"unknown Re3Config field(s) {unknown}; known: {sorted(known)}")
+  bad = mistyped_fields(base, fields)
+  if bad:
+    raise DataError(what, f"Re3Config field {bad[0]}")
   fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-  for k, v in fields.items():
-    ref = getattr(base, k)
-    if not _same_kind(ref, v):
-      raise DataError(what, f"Re3Config field {k!r}: expected {type(ref).__name__} (like {ref!r}), "
-                            f"got {v!r}")
   try:
     return base.replace(**fields)
   except (TypeError, ValueError) as e:

@@ -2,6 +2,9 @@
 and the online tracker's batching."""
 import rolo_jax  # noqa: F401
 
+import dataclasses
+import json
+import re
 import subprocess
 import sys
 
@@ -301,3 +304,18 @@ def test_write_at_replaces_the_pending_exemplar_and_keeps_it_for_missing_boxes(t
 
 if __name__ == "__main__":
   pytest.main([__file__, "-q"])
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("hidden", "x", "MemTrackConfig field 'hidden': expected int"),
+    ("conv_channels", [8, 8], "MemTrackConfig field 'conv_channels': expected tuple"),
+    ("use_memory", 1, "MemTrackConfig field 'use_memory': expected bool"),
+])
+def test_mistyped_config_in_a_checkpoint_names_the_field(field, value, expect):
+  from rolo_jax.models import memtrack as mt
+
+  fields = dataclasses.asdict(mt.CONFIGS["tiny"])
+  assert mt.config_from_meta(json.loads(json.dumps(fields))) == mt.CONFIGS["tiny"]   # the saved form
+  fields[field] = value
+  with pytest.raises(ValueError, match=re.escape(expect)):
+    mt.config_from_meta(fields)

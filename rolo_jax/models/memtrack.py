@@ -90,7 +90,6 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rolo_jax.cells import lstm
 from rolo_jax.cells.lstm import LSTMState
@@ -215,6 +214,10 @@ def config_from_meta(c) -> MemTrackConfig:
   unknown = sorted(set(c) - names)
   if unknown:
     raise ValueError(f"unknown MemTrackConfig field(s) {unknown}")
+  from rolo_jax.models import mistyped_fields
+  bad = mistyped_fields(CONFIGS.get(c.get("name"), MemTrackConfig()), c)
+  if bad:
+    raise ValueError(f"MemTrackConfig field {bad[0]}")
   return MemTrackConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
 
 
