@@ -80,7 +80,7 @@ def whole_list(minimum: int = 1) -> Callable[[str], str]:
 def check_paths(parser: argparse.ArgumentParser, *, out_dirs=(), out_files=(), in_dirs=()) -> None:
   """Usage errors (one line, exit 2), before any work, for paths a run would only trip over at its
   end: (flag, path) pairs of output folders (a file there, or below a file), output files (a folder
-  there, or below a file) and input folders that must exist. None paths are skipped."""
+  there, or below a file) and input folders that must exist. None (and '' input) paths are skipped."""
   from rolo_jax.errors import DataError, check_output_dir, check_output_file
 
   try:
@@ -91,5 +91,14 @@ def check_paths(parser: argparse.ArgumentParser, *, out_dirs=(), out_files=(), i
   except DataError as e:
     parser.error(str(e))
   for flag, path in in_dirs:
-    if path is not None and not os.path.isdir(path):
+    if path and not os.path.isdir(path):   # (None / '': the flag is off)
       parser.error(f"{flag} {path}: no such folder")
+
+
+def usage_error(message: str):
+  """A usage error outside argparse (a check that needs more than one flag's value): the same
+  one 'error: ...' line on stderr and exit status 2 as argparse's and `rolo_jax.errors.cli_main`'s."""
+  import sys
+
+  print(f"error: {message}", file=sys.stderr)
+  raise SystemExit(2)

@@ -441,10 +441,11 @@ def check_configs(names: List[str], args: argparse.Namespace) -> None:
 def check_lists(names: List[str], args: argparse.Namespace) -> None:
   """Raises ValueError for what the argparse types cannot see: an empty list where the benchmark
   needs one, re3_train's stages, an unknown detector config."""
-  if "re3" in names and not [k for k in args.re3_targets.split(",") if k.strip()]:
-    raise ValueError("--re3_targets: no numbers of targets")
-  if "memtrack" in names and not [k for k in args.memtrack_targets.split(",") if k.strip()]:
-    raise ValueError("--memtrack_targets: no numbers of targets")
+  # '' means the default (1,8); a list of only commas is a mistake
+  for flag in ("re3_targets", "memtrack_targets", "rolo_windows"):
+    text = getattr(args, flag)
+    if text.strip() and not [k for k in text.split(",") if k.strip()]:
+      raise ValueError(f"--{flag} {text!r}: no numbers (leave it out for the default)")
   if "re3_train" in names:
     from rolo_jax.train import curriculum as cur
 
@@ -523,7 +524,7 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
     names = apply_only(args.only, args)
     check_configs(names, args)
     check_lists(names, args)
-    check_output_file(args.json, "--json")   # a folder or an unwritable path: refused before hours of timing
+    check_output_file(args.json, "--json")   # a folder there, or a file as its parent: refused before the timing
   except (ValueError, DataError) as e:
     p.error(str(e))
   records: List[Record] = []

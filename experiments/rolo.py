@@ -9,6 +9,10 @@ Detector: --detector DIR (a yolo_pretrain workdir). Without it the run uses runs
 when that holds a finished detector (python -m experiments.yolo_pretrain, ~20 min), else it runs
 yolo_pretrain's default config into <workdir>/detector first (resumable; later runs reuse it).
 Detections: score >= 0.05 (--conf_thresh), class-agnostic NMS at IoU 0.5.
+A workdir's model is tied to its detections (`data_meta`: the detector's weights, --conf_thresh,
+--iou_min, --history, the training sequences): re-running it with others is refused. Note that
+a later run without --detector picks runs/yolo_pretrain once that holds a finished detector, which
+is then another detector than <workdir>/detector: pass --detector <workdir>/detector to resume.
 
 Assignment (rolo_jax.rolo.assign, paper §2.2; the initial box is the only ground truth used):
 history of 3 validated detections, IoU_min 0.1 (--iou_min; the paper gives no value; 0.1 keeps
@@ -169,7 +173,7 @@ def rolo_config(args):
   from rolo_jax.models import rolo
 
   if args.config not in rolo.CONFIGS:
-    raise SystemExit(f"unknown --config {args.config!r}; choose from {sorted(rolo.CONFIGS)}")
+    _args.usage_error(f"unknown --config {args.config!r}; choose from {sorted(rolo.CONFIGS)}")
   cfg = rolo.CONFIGS[args.config]
   over = {}
   if args.window is not None:
@@ -378,7 +382,7 @@ def check_feature_scale(text: str) -> None:
   except ValueError:
     v = float("nan")
   if not (np.isfinite(v) and v >= 0):
-    raise SystemExit(f"--feature_scale {text!r}: a finite number >= 0, 'auto' or 'protocol'")
+    _args.usage_error(f"--feature_scale {text!r}: a finite number >= 0, 'auto' or 'protocol'")
 
 
 def check_args(args) -> None:
@@ -387,11 +391,11 @@ def check_args(args) -> None:
   check_feature_scale(str(args.feature_scale))
   rolo_config(args)
   if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
-    raise SystemExit(f"--workdir {args.workdir}: is a file, not a folder")
+    _args.usage_error(f"--workdir {args.workdir}: is a file, not a folder")
   if args.features_dir and not os.path.isdir(args.features_dir):
-    raise SystemExit(f"--features_dir {args.features_dir}: no such folder")
+    _args.usage_error(f"--features_dir {args.features_dir}: no such folder")
   if args.features_dir and (args.detector or args.conf_thresh is not None):
-    raise SystemExit("--features_dir replaces the detector: --detector and --conf_thresh have no effect with it")
+    _args.usage_error("--features_dir replaces the detector: --detector and --conf_thresh have no effect with it")
 
 
 def feature_scale_of(args, prep) -> float:
@@ -414,15 +418,18 @@ def data_meta(args, prep: Prepared) -> Dict[str, Any]:
   reusing a model trained on other detections."""
   import hashlib
 
+  # Folders by their last name only: a moved data folder (another machine's copy) still resumes; the
+  # sequences themselves are identified by their names and frame count below.
+  base = lambda path: os.path.basename(os.path.normpath(os.path.abspath(path)))
   d: Dict[str, Any] = {"iou_min": float(args.iou_min), "history": int(args.history)}
   if args.features_dir:
-    d.update(features_dir=os.path.abspath(args.features_dir), feature_dim=int(args.feature_dim or 4096))
+    d.update(features_dir=base(args.features_dir), feature_dim=int(args.feature_dim or 4096))
   else:
     det = prep.detector
     d.update(detector=det.fingerprint(), conf_thresh=det.conf_thresh, nms_iou=det.nms_iou,
              class_agnostic=det.class_agnostic)
   names = [c.name for c in prep.train_caches]
-  d.update(data=os.path.abspath(args.data_dir) if args.data_dir else "synthetic",
+  d.update(data=base(args.data_dir) if args.data_dir else "synthetic",
            train_sequences=len(names),
            train_frames=int(sum(c.num_frames for c in prep.train_caches)),
            train_names_sha1=hashlib.sha1("\n".join(names).encode()).hexdigest()[:16])
@@ -599,7 +606,7 @@ def run(args, log=print) -> Dict[str, Any]:
   check_args(args)
   cfg = rolo_config(args)
   if cfg.mode != "coord":
-    raise SystemExit(f"experiments.rolo is the coordinate variant; --config {args.config} is a "
+    _args.usage_error(f"experiments.rolo is the coordinate variant; --config {args.config} is a "
                      "heatmap model (use python -m experiments.rolo_heatmap)")
   return run_protocols(args, cfg, log)
 

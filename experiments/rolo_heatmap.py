@@ -44,6 +44,7 @@ from typing import Any, Dict, List
 import rolo_jax  # noqa: F401
 import numpy as np
 
+from experiments import _args
 from experiments import rolo as rolo_exp
 from rolo_jax.errors import cli_main
 
@@ -168,7 +169,7 @@ def run(args, log=print) -> Dict[str, Any]:
   rolo_exp.check_args(args)
   cfg = rolo_exp.rolo_config(args)
   if cfg.mode != "heatmap":
-    raise SystemExit(f"--config {args.config} is not a heatmap model")
+    _args.usage_error(f"--config {args.config} is not a heatmap model")
 
   def pictures(v, params, boxes, raw, tracks, out_dir):
     return {"occlusion": draw_occlusion(args, v, raw, tracks, os.path.join(out_dir, "occlusion"), log)}

@@ -32,6 +32,7 @@ from typing import Any, Dict
 
 import rolo_jax  # noqa: F401
 
+from experiments import _args
 from experiments import rolo as rolo_exp
 from rolo_jax.errors import cli_main
 
@@ -70,16 +71,16 @@ def run(args, log=print) -> Dict[str, Any]:
   except ValueError:
     ns = []
   if not ns or min(ns) < 1:
-    raise SystemExit(f"--steps_list must be positive integers, got {args.steps_list!r}")
+    _args.usage_error(f"--steps_list must be positive integers, got {args.steps_list!r}")
   if len(set(ns)) < len(ns):
     # each N trains in <workdir>/N<n>: a repeat would only re-read the same model and row
-    raise SystemExit(f"--steps_list repeats a window length: {args.steps_list!r}")
+    _args.usage_error(f"--steps_list repeats a window length: {args.steps_list!r}")
   rolo_exp.check_args(args)
   base = rolo_exp.rolo_config(args)
   if base.mode != "coord":
-    raise SystemExit("the step study uses a coordinate model")
+    _args.usage_error("the step study uses a coordinate model")
   if args.protocol == "all":
-    raise SystemExit("the step study runs one protocol (--protocol first_third, the paper's)")
+    _args.usage_error("the step study runs one protocol (--protocol first_third, the paper's)")
   os.makedirs(args.workdir, exist_ok=True)
   prep = rolo_exp.view(rolo_exp.prepare(args, log), args.protocol)
   base_tracks = rolo_exp.baseline_tracks(prep)

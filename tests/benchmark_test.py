@@ -65,7 +65,8 @@ def test_unknown_configs_are_refused_before_any_run():
 @pytest.mark.parametrize("argv, message", [
     (["--repeats", "0"], "--repeats: expected a whole number >= 1"),
     (["--re3_targets", "1,x"], "got 'x' in '1,x'"),
-    (["--only", "re3", "--re3_targets", ","], "--re3_targets: no numbers of targets"),
+    (["--only", "re3", "--re3_targets", ","], "--re3_targets ',': no numbers"),
+    (["--only", "memtrack", "--memtrack_targets", " , "], "--memtrack_targets ' , ': no numbers"),
     (["--only", "re3_train", "--re3_train_stages", "2y3"], "stage '2y3'"),
     (["--only", "rolo", "--rolo_detectors", "nope"], "unknown detector config(s) nope"),
     (["--rolo_windows", "0"], "--rolo_windows"),

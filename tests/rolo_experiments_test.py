@@ -159,7 +159,7 @@ def test_bad_arguments_are_clear(tmp_path, capsys):
     (["--features_dir", "{tmp}/feats", "--detector", "{tmp}"], "--features_dir replaces the detector"),
     (["--workdir", "{tmp}/afile"], "is a file"),
 ])
-def test_flags_are_checked_before_the_detector(tmp_path, argv, message):
+def test_flags_are_checked_before_the_detector(tmp_path, capsys, argv, message):
   # No --detector: a run that got past the checks would train one (minutes); these fail at once.
   (tmp_path / "afile").write_text("x")
   (tmp_path / "feats").mkdir()
@@ -168,14 +168,15 @@ def test_flags_are_checked_before_the_detector(tmp_path, argv, message):
   for main in (rolo_exp.main, rolo_heatmap.main):
     with pytest.raises(SystemExit) as e:
       main(full)
-    assert message in str(e.value.code), e.value.code
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and message in err, err
   assert not (tmp_path / "wd").exists()
 
 
-def test_step_study_refuses_a_repeated_window(tmp_path):
+def test_step_study_refuses_a_repeated_window(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     rolo_steps.main(["--smoke", "--workdir", str(tmp_path / "wd"), "--steps_list", "3,3"])
-  assert "repeats a window length" in str(e.value.code)
+  assert e.value.code == 2 and "repeats a window length" in capsys.readouterr().err
   assert not (tmp_path / "wd").exists()
 
 
@@ -240,3 +241,21 @@ def test_pick_run_prefers_heat_held_through_the_whole_occlusion():
   a = run("a", [True, False], [0.8, 0.8])
   b = run("b", [True, True], [0.8, 0.1])
   assert rolo_heatmap.pick_run([a, b])["sequence"] == "b"
+
+
+def test_data_meta_names_folders_by_their_last_name(tmp_path):
+  # A workdir resumes when its data or feature folder has moved (another machine's copy): only the
+  # folder's name, the sequences' names and their frame count are compared, never a full path.
+  import argparse
+  import types
+
+  caches = [types.SimpleNamespace(name=n, num_frames=10) for n in ("Couple", "Girl")]
+  prep = rolo_exp.Prepared(detector=None, train_caches=caches)
+  metas = [rolo_exp.data_meta(argparse.Namespace(iou_min=0.1, history=3, features_dir=f"{root}/feats/",
+                                                 feature_dim=None, data_dir=f"{root}/otb"), prep)
+           for root in ("/a", str(tmp_path))]
+  assert metas[0] == metas[1]
+  assert metas[0]["data"] == "otb" and metas[0]["features_dir"] == "feats" and metas[0]["train_frames"] == 20
+  caches.reverse()
+  assert rolo_exp.data_meta(argparse.Namespace(iou_min=0.1, history=3, features_dir="f", feature_dim=None,
+                                               data_dir="otb"), prep)["train_names_sha1"] != metas[0]["train_names_sha1"]

@@ -373,11 +373,13 @@ class Detector:
     return cls(params, cfg, **kw)
 
   def fingerprint(self) -> str:
-    """sha1 (16 hex digits) of the config and every parameter's bytes: which detector this is,
-    wherever its folder lies (a ROLO workdir records it; rolo_jax.train.loop.CHECKED_META)."""
+    """sha1 (16 hex digits) of every parameter's name, dtype, shape and bytes: which detector this
+    is, wherever its folder lies (a ROLO workdir records it; rolo_jax.train.loop.CHECKED_META).
+    The config is left out: a field added to YoloConfig later (at its default) must not change
+    every detector's fingerprint, and the weights' shapes already tell the architectures apart."""
     import hashlib
 
-    h = hashlib.sha1(repr(ckpt_lib.to_jsonable(self.cfg)).encode())
+    h = hashlib.sha1()
     for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(jax.device_get(self.params))[0],
                              key=lambda kv: jax.tree_util.keystr(kv[0])):
       a = np.ascontiguousarray(leaf)
