@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from experiments import _args
-from rolo_jax.errors import DataError, check_output_file, cli_main
+from rolo_jax.errors import cli_main
 
 Record = Dict[str, Any]
 BENCHMARKS: Dict[str, Callable[[argparse.Namespace], List[Record]]] = {}
@@ -524,9 +524,9 @@ def main(argv: Optional[List[str]] = None) -> List[Record]:
     names = apply_only(args.only, args)
     check_configs(names, args)
     check_lists(names, args)
-    check_output_file(args.json, "--json")   # a folder there, or a file as its parent: refused before the timing
-  except (ValueError, DataError) as e:
+  except ValueError as e:
     p.error(str(e))
+  _args.check_paths(p, out_files=[("--json", args.json)])   # before the timing, not after it
   records: List[Record] = []
   for n in names:
     records.extend(BENCHMARKS[n](args))

@@ -44,6 +44,7 @@ import time
 
 import rolo_jax  # noqa: F401  (backend choice before jax)
 
+from experiments import _args
 from rolo_jax.errors import DataError, cli_main
 
 
@@ -61,7 +62,6 @@ def parse_args(argv=None):
   p.add_argument("--frame_size", default="640x480", help="WIDTHxHEIGHT of TUD-Campus frames")
   p.add_argument("--no_progress", action="store_true")
   a = p.parse_args(argv)
-  from experiments import _args
   _args.check_paths(p, out_dirs=[("--out_dir", a.out_dir), ("--checkpoint", a.checkpoint)])
   return a
 

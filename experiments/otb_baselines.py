@@ -31,7 +31,8 @@ from typing import List, Optional
 import numpy as np
 
 from rolo_jax import trackers
-from rolo_jax.errors import check_output_dir, cli_main
+from experiments import _args
+from rolo_jax.errors import cli_main
 
 TRACKERS = ("static", "kcf", "csrt")
 
@@ -109,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       p.error(str(e))
   if names is not None and not [n for n in names if n.strip()]:
     p.error(f"--names {args.names!r}: no sequence names")
-  check_output_dir(args.out, "--out")
+  _args.check_paths(p, out_dirs=[("--out", args.out)])
   run(args.data, args.out, args.sequences, tracker_names, names)
   return 0
 

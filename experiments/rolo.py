@@ -119,7 +119,7 @@ from typing import Any, Dict, Optional
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import DataError, check_output_dir, cli_main
 from experiments import _args
 
 DEFAULT_DETECTOR = os.path.join("runs", "yolo_pretrain")
@@ -390,8 +390,7 @@ def check_args(args) -> None:
   argparse types cannot judge alone, and the workdir (a file there is named, not 'File exists')."""
   check_feature_scale(str(args.feature_scale))
   rolo_config(args)
-  if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
-    _args.usage_error(f"--workdir {args.workdir}: is a file, not a folder")
+  check_output_dir(args.workdir, "--workdir")   # (a DataError: one line, exit 2 through cli_main)
   if args.features_dir and not os.path.isdir(args.features_dir):
     _args.usage_error(f"--features_dir {args.features_dir}: no such folder")
   if args.features_dir and (args.detector or args.conf_thresh is not None):

@@ -40,6 +40,15 @@ class NonFiniteCheckpointError(ValueError):
   """Refused to save a checkpoint holding NaN or Inf (nothing was written)."""
 
 
+def _check_no_file_above(path: str, flag: str, what: str) -> None:
+  """DataError when the nearest existing ancestor of `path` is a file (nothing can be made below it)."""
+  parent = os.path.dirname(os.path.abspath(path))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise DataError(path, f"{flag}: {parent} is a file, so no {what} below it")
+
+
 def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
   """Fails early (before any work) when `path` cannot be a file to write: an existing folder, or a
   parent that is a file. The parent folder itself may be missing (the writers create it)."""
@@ -48,11 +57,7 @@ def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
   path = os.fspath(path)
   if os.path.isdir(path):
     raise DataError(path, f"{flag}: this is a folder; expected the path of a file to write")
-  parent = os.path.dirname(os.path.abspath(path))
-  while parent and not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if parent and not os.path.isdir(parent):
-    raise DataError(path, f"{flag}: {parent} is a file, so no file can be written below it")
+  _check_no_file_above(path, flag, "file can be written")
 
 
 def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
@@ -63,11 +68,7 @@ def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
   path = os.fspath(path)
   if os.path.exists(path) and not os.path.isdir(path):
     raise DataError(path, f"{flag}: this is a file; expected a folder (existing or to be made)")
-  parent = os.path.dirname(os.path.abspath(path))
-  while parent and not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if parent and not os.path.isdir(parent):
-    raise DataError(path, f"{flag}: {parent} is a file, so no folder can be made below it")
+  _check_no_file_above(path, flag, "folder can be made")
 
 
 def cli_main(main):

@@ -366,6 +366,7 @@ class Detector:
     self.nms_iou = nms_iou
     self.class_agnostic = bool(class_agnostic)
     self.chunk = int(chunk)
+    self._fingerprint: Optional[str] = None
 
   @classmethod
   def load(cls, path: str, **kw) -> "Detector":
@@ -377,6 +378,8 @@ class Detector:
     is, wherever its folder lies (a ROLO workdir records it; rolo_jax.train.loop.CHECKED_META).
     The config is left out: a field added to YoloConfig later (at its default) must not change
     every detector's fingerprint, and the weights' shapes already tell the architectures apart."""
+    if self._fingerprint is not None:
+      return self._fingerprint
     import hashlib
 
     h = hashlib.sha1()
@@ -385,7 +388,8 @@ class Detector:
       a = np.ascontiguousarray(leaf)
       h.update(jax.tree_util.keystr(path).encode() + str(a.dtype).encode() + str(a.shape).encode())
       h.update(a.tobytes())
-    return h.hexdigest()[:16]
+    self._fingerprint = h.hexdigest()[:16]   # (the weights never change: hashed once)
+    return self._fingerprint
 
   def raw(self, frames) -> Tuple[np.ndarray, np.ndarray, Tuple[int, int]]:
     """(preds [T, S, S, B·5 + C], features float32 [T, F], (width, height)) of uint8 frames
