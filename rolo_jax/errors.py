@@ -40,35 +40,64 @@ class NonFiniteCheckpointError(ValueError):
   """Refused to save a checkpoint holding NaN or Inf (nothing was written)."""
 
 
-def _check_no_file_above(path: str, flag: str, what: str) -> None:
-  """DataError when the nearest existing ancestor of `path` is a file (nothing can be made below it)."""
-  parent = os.path.dirname(os.path.abspath(path))
-  while parent and not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if parent and not os.path.isdir(parent):
-    raise DataError(path, f"{flag}: {parent} is a file, so no {what} below it")
+def _nearest_existing(path: str) -> str:
+  """`path` itself when it exists, else its nearest existing ancestor ('' if none)."""
+  p = os.path.abspath(path)
+  while p and not os.path.exists(p):
+    up = os.path.dirname(p)
+    if up == p:
+      return ""
+    p = up
+  return p
+
+
+def _check_can_write_below(path: str, start: str, flag: str, what: str) -> None:
+  """DataError when nothing can be made at `path`: the nearest existing one of `start` and its
+  ancestors is a file, or is a folder this process cannot create files in.
+
+  The write test creates (and at once removes) one temporary file in that folder, because
+  `os.access` answers yes to root on folders where writing still fails (a read-only mount, /sys).
+  Without it a read-only output folder was found only when the first result was written, after the
+  training or tracking (session-8 open work)."""
+  anc = _nearest_existing(start)
+  if not anc:
+    return
+  if not os.path.isdir(anc):
+    raise DataError(path, f"{flag}: {anc} is a file, so no {what} below it")
+  import tempfile
+
+  try:
+    with tempfile.TemporaryFile(dir=anc, prefix=".rolo_jax_write_test_"):
+      pass
+  except OSError as e:
+    raise DataError(path, f"{flag}: cannot write in {anc} ({e.strerror or e}); expected a "
+                          f"folder this user may write in") from None
 
 
 def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
-  """Fails early (before any work) when `path` cannot be a file to write: an existing folder, or a
-  parent that is a file. The parent folder itself may be missing (the writers create it)."""
+  """Fails early (before any work) when `path` cannot be a file to write: an existing folder, a
+  parent that is a file, a folder this process cannot write in, or an existing read-only file.
+  The parent folder itself may be missing (the writers create it)."""
   if path is None:
     return
   path = os.fspath(path)
   if os.path.isdir(path):
     raise DataError(path, f"{flag}: this is a folder; expected the path of a file to write")
-  _check_no_file_above(path, flag, "file can be written")
+  _check_can_write_below(path, os.path.dirname(os.path.abspath(path)), flag, "file can be written")
+  if os.path.exists(path) and not os.access(path, os.W_OK):
+    raise DataError(path, f"{flag}: this file is read-only; expected a file that can be written")
 
 
 def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
   """Fails early (before any work) when `path` cannot be a folder to write into: an existing file,
-  or a parent that is a file. A missing folder is fine (the writers create it)."""
+  a parent that is a file, or a folder (itself or its nearest existing parent) this process cannot
+  write in. A missing folder is fine (the writers create it)."""
   if path is None:
     return
   path = os.fspath(path)
   if os.path.exists(path) and not os.path.isdir(path):
     raise DataError(path, f"{flag}: this is a file; expected a folder (existing or to be made)")
-  _check_no_file_above(path, flag, "folder can be made")
+  _check_can_write_below(path, path, flag, "folder can be made")
 
 
 def cli_main(main):

@@ -118,3 +118,70 @@ def test_paths_and_ignored_flags_are_usage_errors(tmp_path, module, argv, messag
                      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and sub(message) in r.stderr and "Traceback" not in r.stderr, r.stderr
   assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def _unwritable_folder(tmp_path):
+  """A folder this process cannot create files in: a 0o555 folder, or /sys when running as root
+  (root writes into 0o555 folders; /sys refuses it new files). Skips where neither refuses."""
+  import tempfile
+
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  ro.chmod(0o555)
+  for cand in (str(ro), "/sys"):
+    try:
+      with tempfile.TemporaryFile(dir=cand):
+        pass
+    except OSError:
+      return cand
+  pytest.skip("no folder refuses writes here (root, and /sys takes new files)")
+
+
+def test_unwritable_output_paths_are_data_errors_before_any_work(tmp_path):
+  from rolo_jax import errors
+
+  ro = _unwritable_folder(tmp_path)
+  for check, path in [(errors.check_output_dir, ro), (errors.check_output_dir, f"{ro}/new/run"),
+                      (errors.check_output_file, f"{ro}/results.json"),
+                      (errors.check_output_file, f"{ro}/new/results.json")]:
+    with pytest.raises(errors.DataError) as e:
+      check(path, "--out")
+    assert str(e.value) == f"{path}: --out: cannot write in {ro} (Permission denied); expected a folder " \
+                           f"this user may write in"
+  ok = tmp_path / "ok"
+  errors.check_output_dir(ok / "run", "--out")        # missing below a writable folder: fine
+  errors.check_output_file(ok / "r.json", "--out")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]   # the write test leaves nothing
+
+
+def test_read_only_output_file_is_refused(tmp_path):
+  import os
+
+  from rolo_jax import errors
+
+  f = tmp_path / "r.json"
+  f.write_text("{}")
+  f.chmod(0o444)
+  if os.access(f, os.W_OK):
+    pytest.skip("this user (root) may write read-only files")
+  with pytest.raises(errors.DataError, match="this file is read-only"):
+    errors.check_output_file(f, "--json")
+
+
+# A read-only output folder used to be found when the first result was written: after the whole
+# tracking run (otb_baselines), at the first checkpoint (re3, memtrack), or after the detector (rolo).
+@pytest.mark.parametrize("module,argv,flag", [
+    ("otb_baselines", ["--data", "{t}", "--out", "{ro}/o"], "--out"),
+    ("re3_curriculum", ["--workdir", "{ro}/w"], "--workdir"),
+    ("memtrack", ["--workdir", "{ro}/w"], "--workdir"),
+    ("rolo", ["--smoke", "--workdir", "{ro}/w"], "--workdir"),
+    ("benchmark", ["--only", "synthetic", "--json", "{ro}/b.json"], "--json"),
+])
+def test_unwritable_output_folder_stops_the_experiment_at_once(tmp_path, module, argv, flag):
+  ro = _unwritable_folder(tmp_path)
+  sub = lambda a: a.format(ro=ro, t=tmp_path)
+  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *map(sub, argv)],
+                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2, r.stderr
+  assert f"{flag}: cannot write in {ro} (Permission denied)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
