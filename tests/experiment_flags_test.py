@@ -121,8 +121,9 @@ def test_paths_and_ignored_flags_are_usage_errors(tmp_path, module, argv, messag
 
 
 def _unwritable_folder(tmp_path):
-  """A folder this process cannot create files in: a 0o555 folder, or /sys when running as root
-  (root writes into 0o555 folders; /sys refuses it new files). Skips where neither refuses."""
+  """(folder, reason): a folder this process cannot create files in, and the system's words for why
+  (EACCES, EROFS, ...): a 0o555 folder, or /sys when running as root (root writes into 0o555
+  folders; /sys refuses it new files). Skips where neither refuses."""
   import tempfile
 
   ro = tmp_path / "ro"
@@ -132,21 +133,21 @@ def _unwritable_folder(tmp_path):
     try:
       with tempfile.TemporaryFile(dir=cand):
         pass
-    except OSError:
-      return cand
+    except OSError as e:
+      return cand, e.strerror
   pytest.skip("no folder refuses writes here (root, and /sys takes new files)")
 
 
 def test_unwritable_output_paths_are_data_errors_before_any_work(tmp_path):
   from rolo_jax import errors
 
-  ro = _unwritable_folder(tmp_path)
+  ro, why = _unwritable_folder(tmp_path)
   for check, path in [(errors.check_output_dir, ro), (errors.check_output_dir, f"{ro}/new/run"),
                       (errors.check_output_file, f"{ro}/results.json"),
                       (errors.check_output_file, f"{ro}/new/results.json")]:
     with pytest.raises(errors.DataError) as e:
       check(path, "--out")
-    assert str(e.value) == f"{path}: --out: cannot write in {ro} (Permission denied); expected a folder " \
+    assert str(e.value) == f"{path}: --out: cannot write in {ro} ({why}); expected a folder " \
                            f"this user may write in"
   ok = tmp_path / "ok"
   errors.check_output_dir(ok / "run", "--out")        # missing below a writable folder: fine
@@ -178,10 +179,10 @@ def test_read_only_output_file_is_refused(tmp_path):
     ("benchmark", ["--only", "synthetic", "--json", "{ro}/b.json"], "--json"),
 ])
 def test_unwritable_output_folder_stops_the_experiment_at_once(tmp_path, module, argv, flag):
-  ro = _unwritable_folder(tmp_path)
+  ro, why = _unwritable_folder(tmp_path)
   sub = lambda a: a.format(ro=ro, t=tmp_path)
   r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *map(sub, argv)],
                      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2, r.stderr
-  assert f"{flag}: cannot write in {ro} (Permission denied)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+  assert f"{flag}: cannot write in {ro} ({why})" in r.stderr and "Traceback" not in r.stderr, r.stderr
   assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
