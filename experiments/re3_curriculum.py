@@ -199,10 +199,9 @@ def run():
   parallel.maybe_initialize_distributed(s["coordinator_address"], s["num_processes"], s["process_id"])
   t_start = time.time()
   workdir = os.path.abspath(s["workdir"])
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise _UsageError(f"--workdir {s['workdir']}: is a file; expected a run folder (new or earlier)")
   from rolo_jax.errors import check_output_dir
-  check_output_dir(workdir, "--workdir")   # a folder it may not write in: now, not at the first checkpoint
+  # a file there, or a folder it may not write in: now, not at the first checkpoint
+  check_output_dir(workdir, "--workdir")
   if s["eval_otb"] and not os.path.isdir(s["eval_otb"]):
     # (it is read after training: a typo here used to cost the whole run)
     raise _UsageError(f"--eval_otb {s['eval_otb']}: no such folder")

@@ -9,6 +9,14 @@ from experiments import _args
 from rolo_jax.data.paths import PROJECT_ROOT
 
 
+def _assert_usage_error(module, argv, message):
+  """Runs `python -m experiments.<module> *argv` and asserts a usage error: exit 2, `message` in
+  stderr, no traceback."""
+  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *argv],
+                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("convert,text,value", [
     (_args.whole(1), "3", 3), (_args.whole(0), "0", 0), (_args.POSITIVE, "1e-3", 1e-3),
     (_args.NONNEGATIVE, "0", 0.0), (_args.FRACTION, "1", 1.0),
@@ -44,9 +52,7 @@ def test_refused(convert, text, message):
     ("association_lstm", "--num_test_seqs=0", "argument --num_test_seqs: expected a whole number >= 1"),
 ])
 def test_experiment_flags_exit_2_before_running(tmp_path, module, flag, message):
-  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", flag, "--workdir", str(tmp_path / "w")],
-                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-  assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  _assert_usage_error(module, [flag, "--workdir", str(tmp_path / "w")], message)
   assert not (tmp_path / "w").exists()
 
 
@@ -57,9 +63,7 @@ def test_experiment_flags_exit_2_before_running(tmp_path, module, flag, message)
     ("memtrack_ablation", ["--config", "tiny"], "--config 'tiny' has no template-only twin 'tiny_nomem'"),
 ])
 def test_memtrack_choices_are_usage_errors(tmp_path, module, argv, message):
-  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *argv, "--workdir", str(tmp_path / "w")],
-                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-  assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  _assert_usage_error(module, [*argv, "--workdir", str(tmp_path / "w")], message)
   assert not (tmp_path / "w").exists()
 
 
@@ -105,6 +109,7 @@ def test_whole_lists_refused(text, message):
     ("association_lstm", ["--track_det", "{f}"], "--track_det needs --checkpoint"),
     ("mot_tud", ["--data", "{d}", "--out_dir", "{f}"], "--out_dir: this is a file"),
     ("mot_tud", ["--data", "{d}", "--checkpoint", "{f}"], "--checkpoint: this is a file"),
+    ("re3_curriculum", ["--workdir", "{f}"], "--workdir: this is a file"),
     ("re3_curriculum", ["--workdir", "{d}/w", "--eval_otb", "{d}/nope"], "--eval_otb {d}/nope: no such folder"),
     ("re3_curriculum", ["--workdir", "{d}/w", "--data", "otb"], "--data otb needs --data_dir"),
     ("otb_baselines", ["--data", "{d}", "--out", "{f}"], "--out: this is a file"),
@@ -114,9 +119,7 @@ def test_paths_and_ignored_flags_are_usage_errors(tmp_path, module, argv, messag
   f = tmp_path / "afile"
   f.write_text("x")
   sub = lambda a: a.format(f=f, d=tmp_path)
-  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *map(sub, argv)],
-                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-  assert r.returncode == 2 and sub(message) in r.stderr and "Traceback" not in r.stderr, r.stderr
+  _assert_usage_error(module, [sub(a) for a in argv], sub(message))
   assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
@@ -181,8 +184,5 @@ def test_read_only_output_file_is_refused(tmp_path):
 def test_unwritable_output_folder_stops_the_experiment_at_once(tmp_path, module, argv, flag):
   ro, why = _unwritable_folder(tmp_path)
   sub = lambda a: a.format(ro=ro, t=tmp_path)
-  r = subprocess.run([sys.executable, "-m", f"experiments.{module}", *map(sub, argv)],
-                     cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-  assert r.returncode == 2, r.stderr
-  assert f"{flag}: cannot write in {ro} ({why})" in r.stderr and "Traceback" not in r.stderr, r.stderr
+  _assert_usage_error(module, [sub(a) for a in argv], f"{flag}: cannot write in {ro} ({why})")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
