@@ -154,6 +154,22 @@ def test_otb_single_sequence_folder_and_errors(tmp_path):
     B.load_sequences(tmp_path / "tfds", name, "train")
 
 
+def test_building_leaves_no_temporary_folders(tmp_path, monkeypatch):
+  # tfds 4.9 made an empty tmp*tfds folder in $TMPDIR for every builder of a dataset not yet
+  # prepared (DatasetInfo.initialize_from_bucket); the builders skip that look-up.
+  import tempfile
+  scratch = tmp_path / "tmpdir"
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", os.fspath(scratch))
+  assert tempfile.gettempdir() == os.fspath(scratch)
+  B.build_synthetic(tmp_path / "tfds", "single", num_train=1, num_test=1, num_frames=3)
+  B.build_synthetic(tmp_path / "tfds", "multi", num_train=1, num_test=1, num_frames=3)
+  root = tmp_path / "otb"
+  _write_fake_otb(root)
+  B.build_otb(tmp_path / "tfds", root / "SeqA", name="seq_a")
+  assert sorted(os.listdir(scratch)) == []
+
+
 def test_otb_folder_on_shared_crossing(tmp_path):
   data = shared_data()
   folder = os.path.join(data, "otb", "Crossing") if data else None

@@ -62,6 +62,20 @@ DOWNLOAD_CONFIG = tfds.download.DownloadConfig(
     try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP)
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """The DatasetInfo of a dataset that exists only where it is built: nothing to fetch from GCS.
+
+  tfds 4.9 (`DatasetBuilder.__init__`, for a dataset not yet prepared) calls
+  `DatasetInfo.initialize_from_bucket`, which makes a folder with `tempfile.mkdtemp("tfds")` before
+  it looks for published metadata and never removes it: every build left an empty
+  ``$TMPDIR/tmp*tfds`` folder behind. These builders have no published metadata, so the look-up is
+  skipped, and with it the folder (tests/tfds_builders_test.py checks that a build leaves $TMPDIR
+  as it was)."""
+
+  def initialize_from_bucket(self) -> None:
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # Frames as encoded image bytes.
 
@@ -243,7 +257,7 @@ class SyntheticTracking(tfds.core.GeneratorBasedBuilder):
           "visible_fraction": _f64((None,)),
           "occluded": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
       })
-    return tfds.core.DatasetInfo(
+    return _LocalDatasetInfo(
         builder=self, description=__doc__.split("\n\n")[0], features=features,
         disable_shuffling=True)   # example i of a split is the video of its i-th seed
 
@@ -327,8 +341,8 @@ class OtbFolder(tfds.core.GeneratorBasedBuilder):
         "attributes": _strings(),
         "init_omit": tfds.features.Tensor(shape=(None,), dtype=np.int64),
     })
-    return tfds.core.DatasetInfo(builder=self, description="An OTB-layout folder of videos.",
-                                 features=features, disable_shuffling=True)
+    return _LocalDatasetInfo(builder=self, description="An OTB-layout folder of videos.",
+                             features=features, disable_shuffling=True)
 
   def _split_generators(self, dl_manager):
     del dl_manager
