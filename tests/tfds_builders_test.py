@@ -2,6 +2,7 @@
 import dataclasses
 import glob
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -157,7 +158,6 @@ def test_otb_single_sequence_folder_and_errors(tmp_path):
 def test_building_leaves_no_temporary_folders(tmp_path, monkeypatch):
   # tfds 4.9 made an empty tmp*tfds folder in $TMPDIR for every builder of a dataset not yet
   # prepared (DatasetInfo.initialize_from_bucket); the builders skip that look-up.
-  import tempfile
   scratch = tmp_path / "tmpdir"
   scratch.mkdir()
   monkeypatch.setattr(tempfile, "tempdir", os.fspath(scratch))
@@ -167,7 +167,7 @@ def test_building_leaves_no_temporary_folders(tmp_path, monkeypatch):
   root = tmp_path / "otb"
   _write_fake_otb(root)
   B.build_otb(tmp_path / "tfds", root / "SeqA", name="seq_a")
-  assert sorted(os.listdir(scratch)) == []
+  assert os.listdir(scratch) == []
 
 
 def test_otb_folder_on_shared_crossing(tmp_path):
