@@ -14,23 +14,25 @@ def _canonical(name):
   return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _requirement_names(text):
-  names = set()
-  for line in text.splitlines():
+def _entries(text):
+  """(line number, text without comment) of every non-blank line."""
+  for n, line in enumerate(text.splitlines(), 1):
     line = line.split("#", 1)[0].strip()
     if line:
-      names.add(_canonical(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line).group(0)))
-  return names
+      yield n, line
+
+
+def _requirement_names(text):
+  return {_canonical(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line).group(0))
+          for _, line in _entries(text)}
 
 
 def _pins(text):
   pins = {}
-  for n, line in enumerate(text.splitlines(), 1):
-    line = line.split("#", 1)[0].strip()
-    if line:
-      m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-      assert m, f"constraints.txt line {n}: {line!r} is not NAME==VERSION"
-      pins[_canonical(m.group(1))] = m.group(2)
+  for n, line in _entries(text):
+    m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+    assert m, f"constraints.txt line {n}: {line!r} is not NAME==VERSION"
+    pins[_canonical(m.group(1))] = m.group(2)
   return pins
 
 
