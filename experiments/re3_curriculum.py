@@ -67,6 +67,8 @@ flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1
 flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 67).")
 flags.DEFINE_integer("fc6_units", 0, "Override the config's fc6 width (0: the config's; tiny: 256).")
 flags.DEFINE_integer("lstm_hidden", 0, "Override the config's LSTM width (0: the config's; tiny: 128).")
+flags.DEFINE_enum("norm", "", ["", "lrn", "group", "none"], "Override the config's normalisation after "
+                  "pool1 and pool2 ('': the config's; tiny: group, paper and small: the paper's LRN).")
 flags.DEFINE_float("centre_noise", 1.0 / 5.0, "Laplace scale of the jittered crop box's centre offset, "
                    "in box sizes (spec: 1/5).")
 flags.DEFINE_float("size_noise", 1.0 / 15.0, "Laplace scale of the jittered crop box's size factor "
@@ -232,6 +234,11 @@ def run():
         model_cfg = model_cfg.replace(**{name: s[name]})
       except ValueError as e:
         raise _UsageError(f"--{name} {s[name]}: {e}") from None
+  if s["norm"]:
+    try:
+      model_cfg = model_cfg.replace(norm=s["norm"])
+    except ValueError as e:
+      raise _UsageError(f"--norm {s['norm']}: {e}") from None
   if not 0.0 <= s["min_visible"] <= 1.0:
     raise _UsageError(f"--min_visible {s['min_visible']}: expected a fraction in [0, 1]")
   task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"],
@@ -355,7 +362,7 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
-              "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
+              "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "norm", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")
 

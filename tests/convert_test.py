@@ -1,6 +1,7 @@
 """PyTorch .pth reading/writing without torch, and the Re3 weight import checked against a forward
 pass written independently in numpy (NCHW, from the state_dict itself)."""
 import base64
+import dataclasses
 import json
 import pickle
 import re
@@ -421,6 +422,20 @@ def test_existing_checkpoint_is_not_overwritten(converted, tmp_path, capsys):
   assert err.startswith(f"error: {out}: already holds a checkpoint (")
   assert "choose a new or empty --out folder (nothing was written)" in err
   assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
+def test_config_dicts_saved_before_norm_keep_their_lrn():
+  """Checkpoints written before Re3Config.norm store use_lrn (all fields); a 'tiny' one of those was
+  trained with LRN, although tiny now defaults to group norm."""
+  old_tiny = dataclasses.asdict(re3.CONFIGS["tiny"])
+  del old_tiny["norm"], old_tiny["norm_groups"]
+  old_tiny["use_lrn"] = True
+  old_tiny = json.loads(json.dumps(old_tiny))   # the saved (JSON) form
+  assert convert.re3_config_from_dict(old_tiny) == re3.CONFIGS["tiny"].replace(norm="lrn")
+  assert convert.re3_config_from_dict(old_tiny | {"use_lrn": False}).norm == "none"
+  assert convert.re3_config_from_dict({"base": "tiny"}).norm == "group"
+  with pytest.raises(DataError, match="use_lrn='yes': expected true or false"):
+    convert.re3_config_from_dict(old_tiny | {"use_lrn": "yes"})
 
 
 @pytest.mark.parametrize("field,value,expect", [

@@ -123,6 +123,54 @@ def test_lrn_matches_numpy():
                              ref2, rtol=1e-5)
 
 
+def np_group_norm(x, groups, eps=1e-5):
+  """Loops over samples and channel blocks: each block's H·W·(C/groups) values to mean 0, var 1."""
+  out = np.empty_like(x)
+  c_g = x.shape[-1] // groups
+  for n in range(x.shape[0]):
+    for g in range(groups):
+      block = x[n, ..., g * c_g:(g + 1) * c_g]
+      out[n, ..., g * c_g:(g + 1) * c_g] = (block - block.mean()) / np.sqrt(block.var() + eps)
+  return out
+
+
+def test_group_norm_matches_numpy():
+  rng = np.random.RandomState(0)
+  # blocks with very different scales and offsets, so a per-channel or per-sample norm would differ
+  x = (rng.randn(2, 5, 4, 12) * np.repeat([1.0, 30.0, 0.2], 4) + np.repeat([5.0, -40.0, 0.0], 4))
+  got = np.asarray(re3.group_norm(jnp.asarray(x, jnp.float32), 3))
+  np.testing.assert_allclose(got, np_group_norm(x, 3), rtol=1e-4, atol=1e-4)
+  assert np.max(np.abs(got - np_group_norm(x, 12))) > 0.05   # the grouping matters
+  blocks = got.reshape(2, 5, 4, 3, 4)
+  np.testing.assert_allclose(blocks.mean(axis=(1, 2, 4)), 0.0, atol=1e-5)
+  # variance var / (var + eps): the 0.2-scale block (var ~0.04) ends 2.5e-4 short of 1
+  np.testing.assert_allclose(blocks.var(axis=(1, 2, 4)), 1.0, rtol=1e-3)
+  assert re3.group_norm(jnp.asarray(x, jnp.bfloat16), 3).dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match="12 channels do not split into 5 groups"):
+    re3.group_norm(jnp.asarray(x, jnp.float32), 5)
+
+
+def test_norm_choice_sets_the_encoder_layers(tiny_params):
+  """tiny normalises with group norm (gn1, gn2); 'lrn' and 'none' give the other layer sets, from
+  the same params (the norms have none)."""
+  x = tiny_pairs((2,))
+  assert TINY.norm == "group" and re3.CONFIGS["paper"].norm == re3.CONFIGS["small"].norm == "lrn"
+  feats = {}
+  for norm, names in (("group", {"gn1", "gn2"}), ("lrn", {"lrn1", "lrn2"}), ("none", set())):
+    cfg = TINY.replace(norm=norm)
+    feats[norm], aux = re3.encode(tiny_params, x, cfg=cfg)
+    assert {k for k in aux if k[:-1] in ("gn", "lrn")} == names
+    assert set(aux) == set(re3.layer_shapes(cfg))
+  np.testing.assert_allclose(np.asarray(re3.encode(tiny_params, x, cfg=TINY)[1]["gn1"]),
+                             np_group_norm(np.asarray(re3.encode(tiny_params, x, cfg=TINY)[1]["pool1"]),
+                                           TINY.norm_groups[0]), rtol=1e-4, atol=1e-4)
+  assert np.max(np.abs(np.asarray(feats["group"]) - np.asarray(feats["none"]))) > 0.1
+  with pytest.raises(ValueError, match="norm='batch'"):
+    TINY.replace(norm="batch")
+  with pytest.raises(ValueError, match=r"norm_groups\[1\]=7 must be >= 1 and divide conv2's 64 channels"):
+    TINY.replace(norm_groups=(4, 7))
+
+
 def np_conv_valid(x, w, stride):
   n, hh, ww, _ = x.shape
   k = w.shape[0]

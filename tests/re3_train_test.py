@@ -20,6 +20,7 @@ from rolo_jax.models import re3
 from rolo_jax.train import checkpoint as ck
 from rolo_jax.train import curriculum as cur
 from rolo_jax.train import loop, optim, re3_data, re3_task
+from rolo_jax.trackers.re3 import config_from_meta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small model on small synthetic clips: every test here compiles in seconds.
@@ -417,3 +418,17 @@ def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message
   assert r.returncode == 2 and r.stderr.startswith(f"error: ") and message in r.stderr, r.stderr
   assert len(r.stderr.strip().splitlines()) == 1, r.stderr   # no usage dump
   assert "Traceback" not in r.stderr and not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_cli_norm_flag_reaches_the_checkpoint_and_eval_uses_it(tmp_path):
+  # --norm lrn trains the (smoke) tiny model with the paper's LRN instead of tiny's group norm; the
+  # checkpoint records it, --eval_only rebuilds that model from the checkpoint, and resuming the
+  # workdir with tiny's own norm is another model: refused.
+  r = cli(tmp_path / "w", "--norm=lrn", "--noeval")
+  assert r.returncode == 0, r.stderr[-3000:]
+  _, meta = ck.load_params(str(tmp_path / "w"))
+  assert config_from_meta(meta).norm == "lrn" and re3.CONFIGS["tiny"].norm == "group"
+  ev = cli(tmp_path / "w", "--eval_only")
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  again = cli(tmp_path / "w", "--noeval")
+  assert again.returncode == 2 and "norm: 'lrn' -> 'group'" in again.stderr, again.stderr
