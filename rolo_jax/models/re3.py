@@ -28,8 +28,8 @@ kept for ``paper`` and ``small`` (published weights import unchanged). Why: trai
 unit activation scale, Caffe's LRN (alpha 1e-4) is close to the identity, so the tiny encoder had no
 normalisation at all. With group norm the default recipe scored 0.447 ± 0.025 success AUC on 60
 held-out synthetic sequences over seeds 0-4, against 0.432 ± 0.019 with LRN (0.385 ± 0.014 against
-0.373 ± 0.025 on the default run's 20; better for 4 of the 5 seeds on each), and trained faster on
-the 2-core CPU (session 12, WORKSPACE.md "Re3").
+0.373 ± 0.025 on the default run's 20; better for 4 of the 5 seeds on each) at the same training
+speed (session 12, WORKSPACE.md "Re3").
 Pooling is VALID (floor); for the sizes used here it equals Caffe's ceil-mode pooling.
 
 Recurrent head (``step``)::
