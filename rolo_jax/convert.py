@@ -85,14 +85,10 @@ def re3_config_from_dict(fields: Mapping, what: str = "config"):
   """
   from rolo_jax.models import re3
 
-  fields = dict(fields)
-  if "use_lrn" in fields:
-    # Checkpoints saved before `norm` existed (session 12) store use_lrn; they were all LRN-or-nothing
-    # models, whatever their config name says today (the 'tiny' default now uses group norm).
-    use_lrn = fields.pop("use_lrn")
-    if not isinstance(use_lrn, bool):
-      raise DataError(what, f"Re3Config field use_lrn={use_lrn!r}: expected true or false")
-    fields.setdefault("norm", "lrn" if use_lrn else "none")
+  try:   # older checkpoints' field names (use_lrn) in today's
+    fields = re3.Re3Config.upgrade_saved(fields)
+  except ValueError as e:
+    raise DataError(what, str(e)) from None
   base_name = fields.pop("base", None) or fields.get("name") or "paper"
   base = re3.CONFIGS.get(base_name, re3.Re3Config())
   known = {f.name for f in dataclasses.fields(re3.Re3Config)}

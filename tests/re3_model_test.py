@@ -161,14 +161,19 @@ def test_norm_choice_sets_the_encoder_layers(tiny_params):
     feats[norm], aux = re3.encode(tiny_params, x, cfg=cfg)
     assert {k for k in aux if k[:-1] in ("gn", "lrn")} == names
     assert set(aux) == set(re3.layer_shapes(cfg))
-  np.testing.assert_allclose(np.asarray(re3.encode(tiny_params, x, cfg=TINY)[1]["gn1"]),
-                             np_group_norm(np.asarray(re3.encode(tiny_params, x, cfg=TINY)[1]["pool1"]),
-                                           TINY.norm_groups[0]), rtol=1e-4, atol=1e-4)
+  _, aux = re3.encode(tiny_params, x, cfg=TINY)
+  for n in (1, 2):   # each norm layer with its own group count
+    np.testing.assert_allclose(np.asarray(aux[f"gn{n}"]),
+                               np_group_norm(np.asarray(aux[f"pool{n}"]), TINY.norm_groups[n - 1]),
+                               rtol=1e-4, atol=1e-4)
   assert np.max(np.abs(np.asarray(feats["group"]) - np.asarray(feats["none"]))) > 0.1
   with pytest.raises(ValueError, match="norm='batch'"):
     TINY.replace(norm="batch")
   with pytest.raises(ValueError, match=r"norm_groups\[1\]=7 must be >= 1 and divide conv2's 64 channels"):
     TINY.replace(norm_groups=(4, 7))
+  for bad in ((4,), (4.0, 8), (4, 8, 2)):
+    with pytest.raises(ValueError, match="norm_groups needs 2 ints"):
+      TINY.replace(norm_groups=bad)
 
 
 def np_conv_valid(x, w, stride):

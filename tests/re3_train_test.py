@@ -420,15 +420,26 @@ def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message
   assert "Traceback" not in r.stderr and not (tmp_path / "w" / "checkpoints").exists()
 
 
-def test_cli_norm_flag_reaches_the_checkpoint_and_eval_uses_it(tmp_path):
-  # --norm lrn trains the (smoke) tiny model with the paper's LRN instead of tiny's group norm; the
-  # checkpoint records it, --eval_only rebuilds that model from the checkpoint, and resuming the
-  # workdir with tiny's own norm is another model: refused.
-  r = cli(tmp_path / "w", "--norm=lrn", "--noeval")
+def test_cli_norm_flag_and_workdirs_saved_before_norm_existed(tmp_path):
+  # --norm lrn trains the (smoke) tiny model with the paper's LRN instead of tiny's group norm and
+  # the checkpoint records it. A workdir written before `norm` existed stores use_lrn instead (made
+  # here by rewriting the saved meta): resuming it with tiny's own group norm is another model and
+  # refused, naming the field; with --norm lrn it is the same model and resumes to the end.
+  r = cli(tmp_path / "w", "--norm=lrn", "--stop_after=2", "--noeval")
   assert r.returncode == 0, r.stderr[-3000:]
   _, meta = ck.load_params(str(tmp_path / "w"))
   assert config_from_meta(meta).norm == "lrn" and re3.CONFIGS["tiny"].norm == "group"
-  ev = cli(tmp_path / "w", "--eval_only")
-  assert ev.returncode == 0, ev.stderr[-3000:]
+  metas = list((tmp_path / "w" / "checkpoints").glob("*/meta/metadata"))
+  assert metas
+  for f in metas:
+    m = json.loads(f.read_text())
+    del m["config"]["norm"], m["config"]["norm_groups"]
+    m["config"]["use_lrn"] = True
+    f.write_text(json.dumps(m))
+  assert config_from_meta(ck.load_params(str(tmp_path / "w"))[1]).norm == "lrn"
   again = cli(tmp_path / "w", "--noeval")
   assert again.returncode == 2 and "norm: 'lrn' -> 'group'" in again.stderr, again.stderr
+  assert "use_lrn" not in again.stderr and "Traceback" not in again.stderr, again.stderr
+  done = cli(tmp_path / "w", "--norm=lrn", "--noeval")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert ck.load_params(str(tmp_path / "w"))[1]["step"] == 4

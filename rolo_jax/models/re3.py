@@ -22,15 +22,17 @@ import without permutation. LRN is Caffe's across-channel LRN::
 
 with size 5, alpha 1e-4, beta 0.75, bias 1. PReLU(v) = max(v, 0) + slope · min(v, 0), per channel.
 
+Pooling is VALID (floor); for the sizes used here it equals Caffe's ceil-mode pooling.
+
 Deviation, ``tiny`` only (``norm='group'``): the two LRNs are replaced by a parameter-free group
 normalisation (``group_norm``; 4 groups of pool1's 16 channels, 8 of pool2's 64). The paper's LRN is
-kept for ``paper`` and ``small`` (published weights import unchanged). Why: trained from scratch at
-unit activation scale, Caffe's LRN (alpha 1e-4) is close to the identity, so the tiny encoder had no
-normalisation at all. With group norm the default recipe scored 0.447 ± 0.025 success AUC on 60
-held-out synthetic sequences over seeds 0-4, against 0.432 ± 0.019 with LRN (0.385 ± 0.014 against
-0.373 ± 0.025 on the default run's 20; better for 4 of the 5 seeds on each) at the same training
-speed (session 12, WORKSPACE.md "Re3").
-Pooling is VALID (floor); for the sizes used here it equals Caffe's ceil-mode pooling.
+kept for ``paper`` and ``small`` (published weights import unchanged). Why: this encoder is trained
+from scratch at unit activation scale, where Caffe's LRN (alpha 1e-4) is nearly the identity (the
+default run's first logged loss: 2.7549 with LRN, 2.7515 with none, 2.6132 with group norm). With
+group norm the default recipe scored 0.447 ± 0.025 success AUC on 60 held-out synthetic sequences
+over seeds 0-4, against 0.432 ± 0.019 with LRN (0.385 ± 0.014 against 0.373 ± 0.025 on the default
+run's 20; better for 4 of the 5 seeds on each), and trained no faster (session 12, WORKSPACE.md
+"Re3").
 
 Recurrent head (``step``)::
 
@@ -122,6 +124,9 @@ class Re3Config:
       raise ValueError(f"Re3Config.cell={self.cell!r}; choose from {', '.join(lstm.CELL_KINDS)}")
     if self.norm not in NORMS:
       raise ValueError(f"Re3Config.norm={self.norm!r}; choose from {', '.join(NORMS)}")
+    if (len(self.norm_groups) != 2
+        or not all(isinstance(g, int) and not isinstance(g, bool) for g in self.norm_groups)):
+      raise ValueError(f"Re3Config.norm_groups needs 2 ints (pool1, pool2), got {self.norm_groups}")
     if self.norm == "group":
       for n, (c, g) in enumerate(zip(self.conv_channels[:2], self.norm_groups)):
         if g < 1 or c % g:
@@ -139,6 +144,23 @@ class Re3Config:
 
   def replace(self, **kw) -> "Re3Config":
     return dataclasses.replace(self, **kw)
+
+  @staticmethod
+  def upgrade_saved(fields: Dict[str, Any]) -> Dict[str, Any]:
+    """A config dict saved by an older version, in today's field names (a new dict).
+
+    Before session 12 a config had ``use_lrn`` (bool) instead of ``norm``: true becomes 'lrn' (every
+    such config, 'tiny' included, was trained with LRN), false 'none'. An explicit ``norm`` wins.
+    Missing ``norm_groups`` needs nothing: it only matters for norm='group'. Raises ValueError
+    for a ``use_lrn`` that is not a bool.
+    """
+    fields = dict(fields)
+    if "use_lrn" in fields:
+      use_lrn = fields.pop("use_lrn")
+      if not isinstance(use_lrn, bool):
+        raise ValueError(f"Re3Config field use_lrn={use_lrn!r}: expected true or false")
+      fields.setdefault("norm", "lrn" if use_lrn else "none")
+    return fields
 
   @property
   def dtype(self):

@@ -147,12 +147,27 @@ def _differing(cur: Any, saved: Any) -> str:
   return f"{saved!r} -> {cur!r}"
 
 
+def _upgraded(current: Any, saved: Any) -> Any:
+  """`saved` in today's field names when `current`'s dataclass can translate an older version's
+  (a staticmethod `upgrade_saved(dict) -> dict`, e.g. Re3Config's use_lrn -> norm); else as saved."""
+  upgrade = getattr(type(current), "upgrade_saved", None)
+  if dataclasses.is_dataclass(current) and isinstance(saved, dict) and upgrade is not None:
+    try:
+      return upgrade(saved)
+    except ValueError:
+      return saved
+  return saved
+
+
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
   for k in CHECKED_META:
-    if k in meta and k in saved and not _same_setting(meta[k], saved[k]):
+    if k not in meta or k not in saved:
+      continue
+    old = _upgraded(meta[k], saved[k])
+    if not _same_setting(meta[k], old):
       raise ConfigMismatchError(
           f"{workdir}: its checkpoint was trained with a different '{k}' than this run "
-          f"({_differing(ckpt_lib.to_jsonable(meta[k]), saved[k])}); use another --workdir, or "
+          f"({_differing(ckpt_lib.to_jsonable(meta[k]), old)}); use another --workdir, or "
           "the checkpoint's settings to resume it")
 
 
