@@ -229,16 +229,12 @@ def run():
   for name in ("crop_size", "fc6_units", "lstm_hidden"):
     if s[name] < 0:
       raise _UsageError(f"--{name} {s[name]}: expected a positive size (0: the config's)")
+  for name in ("crop_size", "fc6_units", "lstm_hidden", "norm"):   # 0 / '': the config's own
     if s[name]:
       try:
         model_cfg = model_cfg.replace(**{name: s[name]})
       except ValueError as e:
         raise _UsageError(f"--{name} {s[name]}: {e}") from None
-  if s["norm"]:
-    try:
-      model_cfg = model_cfg.replace(norm=s["norm"])
-    except ValueError as e:
-      raise _UsageError(f"--norm {s['norm']}: {e}") from None
   if not 0.0 <= s["min_visible"] <= 1.0:
     raise _UsageError(f"--min_visible {s['min_visible']}: expected a fraction in [0, 1]")
   task_cfg = re3_task.TaskConfig(weight_decay=s["weight_decay"], size_noise=s["size_noise"],
