@@ -64,7 +64,7 @@ flags.DEFINE_float("lr_final_fraction", 0.3, "The cosine schedule ends at lr * t
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off).")
 flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
                    "config, which conv1's init is divided by; 1: none).")
-flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 67).")
+flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 83).")
 flags.DEFINE_integer("fc6_units", 0, "Override the config's fc6 width (0: the config's; tiny: 256).")
 flags.DEFINE_integer("lstm_hidden", 0, "Override the config's LSTM width (0: the config's; tiny: 128).")
 flags.DEFINE_enum("norm", "", ["", "lrn", "group", "none"], "Override the config's normalisation after "

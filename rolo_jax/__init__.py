@@ -4,10 +4,18 @@ Importing the package picks the JAX backend before JAX is imported anywhere else
 if ``JAX_PLATFORMS`` is unset and the machine shows no NVIDIA device (``/dev/nvidia0``), it is set to
 ``cpu`` so a CUDA build of jaxlib on a CPU-only machine starts quietly instead of printing a CUDA
 initialisation traceback.  Set ``JAX_PLATFORMS=cuda`` (or ``cpu``) yourself to choose explicitly.
+
+It also sets glibc's allocator to keep freed memory mapped (`rolo_jax._malloc`: XLA:CPU steps were
+spending a third of their CPU time on page faults; Re3 training 1.2-1.6x faster per stage).
+``ROLO_JAX_MALLOC=default`` in the environment keeps glibc's own settings.
 """
 import os as _os
 
 if "JAX_PLATFORMS" not in _os.environ and not _os.path.exists("/dev/nvidia0"):
   _os.environ["JAX_PLATFORMS"] = "cpu"
+
+from rolo_jax import _malloc as _malloc_settings
+
+_malloc_settings.tune()
 
 __version__ = "0.1.0"

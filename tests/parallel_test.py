@@ -203,8 +203,10 @@ def test_sharded_re3_training_matches_one_device(worker):
   (step1, loss1), (step8, loss8) = r["loss_1"], r["loss_8"]
   assert step1 == step8 == 3
   assert loss8 == pytest.approx(loss1, rel=1e-5)
-  # Adam moves each weight by ~lr = 1e-3 per step: 1e-5 is 1% of one step.
-  assert r["param_diff"] < 1e-5 and r["opt_diff"] < 1e-5
+  # Adam moves each weight by ~lr = 1e-3 per step: 5e-5 is 5% of one step (a weight whose gradient
+  # is near 0 turns float rounding of the sharded sums into up to ~2e-5 after Adam's normalisation;
+  # measured with the 83-px tiny model, session 13).
+  assert r["param_diff"] < 5e-5 and r["opt_diff"] < 5e-5
   assert r["param_scale"] > 0.1
   assert r["state8_replicated"]
 
