@@ -1,26 +1,32 @@
-"""glibc allocator settings that stop XLA:CPU from handing its buffers back to the kernel every step.
+"""glibc allocator settings that stop XLA:CPU training from handing its memory back to the kernel.
 
-XLA:CPU allocates each step's temporaries with ``malloc`` and frees them when the step ends. With
-glibc's defaults, large blocks are ``mmap``-ed and ``munmap``-ed one by one and a freed heap top is
-trimmed, so the next step touches fresh pages again. In a Re3 training step on a 2-core CPU that
-costs ~180,000 minor page faults per second and a third of the process's CPU time in the kernel
-(session 13, /proc/PID/stat of a training run). Three `mallopt` settings keep the memory mapped:
+XLA:CPU allocates each step's temporaries with ``malloc`` and frees them when the step ends; the
+training loop's prefetch thread builds the next batch at the same time. With glibc's defaults,
+large blocks are ``mmap``-ed and ``munmap``-ed one by one, a freed heap top is trimmed, and the
+second thread gets its own arena whose heaps are unmapped whenever they empty, so every step
+touches fresh pages again. A Re3 training run on a 2-core CPU took ~160,000 minor page faults per
+second and spent a quarter to a third of its CPU time in the kernel (session 13, /proc/PID/stat).
+Four `mallopt` settings keep the memory mapped:
 
 * ``M_MMAP_THRESHOLD`` 32 MiB (glibc's maximum): blocks below it come from the heap (this also
   turns off glibc's sliding threshold);
 * ``M_TRIM_THRESHOLD`` 1 GiB: a freed heap top is kept up to this size instead of being trimmed;
 * ``M_TOP_PAD`` 256 MiB: the heap grows in steps of this much address space (pages are only
-  backed when touched).
+  backed when touched);
+* ``M_ARENA_MAX`` 1: every thread allocates from the main heap, which the two settings above
+  govern (a thread arena's heap is unmapped when it empties, whatever the trim threshold).
 
-Measured with ``python -m experiments.benchmark --only re3_train --repeats 3 --re3_train_steps 20``
-(tiny, 67-px crops, quiet 2-core machine, minutes apart): 618 / 617 / 625 / 664 / 559 frames/s per
-stage without, 997 / 1,034 / 932 / 853 / 747 with these settings (given as glibc's ``MALLOC_*_``
-environment variables); 32 s against 12 s of system CPU time and 9.8 M against 2.8 M minor faults
-for the whole command. The price is resident memory that glibc no longer returns: up to 1 GiB of
-freed heap per process.
+Measured on the default Re3 training (`python -m experiments.re3_curriculum --stop_after 150
+--noprogress --noeval --workdir W`, stage 0, 83-px tiny, quiet 2-core machine, back to back):
+360 frames/s, 18.6 s system CPU and 6.0 M minor faults with glibc's defaults; 384 frames/s and
+5.8 M faults with the first three settings only; 510 frames/s, 4.2 s and 0.74 M faults with all
+four. The price is resident memory that glibc no longer returns (up to 1 GiB of freed heap per
+process) and one allocator lock shared by all threads, which a program with many allocating
+threads may feel.
 
-`tune()` is called by ``import rolo_jax`` (so every command and test gets it). It does nothing on
-a C library other than glibc or when ``ROLO_JAX_MALLOC=default`` is set in the environment.
+`tune()` is called by ``import rolo_jax`` (so every command and test gets it), before the package
+starts any thread. It does nothing on a C library other than glibc or when ``ROLO_JAX_MALLOC=default``
+is set in the environment.
 """
 from __future__ import annotations
 
@@ -35,10 +41,12 @@ from typing import Dict, Optional
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 SETTINGS = {"M_MMAP_THRESHOLD": (M_MMAP_THRESHOLD, 32 << 20),
             "M_TRIM_THRESHOLD": (M_TRIM_THRESHOLD, 1 << 30),
-            "M_TOP_PAD": (M_TOP_PAD, 256 << 20)}
+            "M_TOP_PAD": (M_TOP_PAD, 256 << 20),
+            "M_ARENA_MAX": (M_ARENA_MAX, 1)}
 ENV = "ROLO_JAX_MALLOC"
 
 _applied: Optional[Dict[str, int]] = None

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-import rolo_jax  # noqa: F401
 from rolo_jax import _malloc
 
 GLIBC = platform.libc_ver()[0] == "glibc"
@@ -29,9 +28,9 @@ def _run(env_value):
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc's mallopt parameters")
-def test_import_applies_all_three_settings_and_glibc_accepts_them():
+def test_import_applies_all_four_settings_and_glibc_accepts_them():
   out, _ = _run(None)
-  want = {"M_MMAP_THRESHOLD": 32 << 20, "M_TRIM_THRESHOLD": 1 << 30, "M_TOP_PAD": 256 << 20}
+  want = {"M_MMAP_THRESHOLD": 32 << 20, "M_TRIM_THRESHOLD": 1 << 30, "M_TOP_PAD": 256 << 20, "M_ARENA_MAX": 1}
   assert out == repr(want)
   assert _malloc.SETTINGS["M_MMAP_THRESHOLD"][1] == 32 << 20   # glibc's maximum on 64-bit
   assert _run("tuned")[0] == repr(want)
