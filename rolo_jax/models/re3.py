@@ -222,8 +222,8 @@ CONFIGS: Dict[str, Re3Config] = {
     # leaves conv5's last row and column out, which skip5 still reads), narrow convs without groups,
     # fc6 256, hidden 128, peephole cell. 2,175,972 params, 2,896 features per crop. Until session 13
     # the crops were 67 px (conv1 15, pools 7, 3, 1; 1,569,764 params): 83 px scores higher on the
-    # held-out synthetic videos for each of three seeds (WORKSPACE.md, Re3, "Session 13") and, with
-    # the allocator settings of rolo_jax._malloc, trains in about the time 67 px took before them.
+    # held-out synthetic videos for each of three seeds (WORKSPACE.md, Re3, "Session 13"); its steps
+    # cost ~1.5x those of 67 px, and the allocator settings of rolo_jax._malloc win part of that back.
     # Channel counts and groups=1 were picked by training speed on a 2-core CPU (tuned in
     # experiments/re3_curriculum.py): XLA's CPU convolutions run conv1 with 16 output channels ~5x
     # faster than with 24, and grouped-convolution gradients ~2x slower than ungrouped ones.
