@@ -1,7 +1,7 @@
 """rolo_jax._malloc: glibc allocator settings applied by `import rolo_jax`, and the opt-out.
 
-The speed they buy is measured by `python -m experiments.benchmark --only re3_train` (see the module
-docstring), not here; these tests check that the settings are applied, that glibc accepts them, and
+The speed they buy is measured by commands (the module docstring names them and their figures), not
+here; these tests check that the settings are applied, that glibc accepts them, and
 that the environment switch turns them off (or warns on a bad value) in a fresh process.
 """
 import os
