@@ -33,7 +33,6 @@ is set in the environment.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import warnings
@@ -73,10 +72,8 @@ def tune() -> Optional[Dict[str, int]]:
     return None
   if _applied is not None:
     return dict(_applied)
-  name = ctypes.util.find_library("c")
-  try:
-    libc = ctypes.CDLL(name or "libc.so.6")
-    mallopt = libc.mallopt
+  try:   # the process's own symbols: libc is loaded already (find_library would run ldconfig)
+    mallopt = ctypes.CDLL(None).mallopt
   except (OSError, AttributeError):
     return None
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

@@ -22,7 +22,8 @@ import without permutation. LRN is Caffe's across-channel LRN::
 
 with size 5, alpha 1e-4, beta 0.75, bias 1. PReLU(v) = max(v, 0) + slope · min(v, 0), per channel.
 
-Pooling is VALID (floor); for the sizes used here it equals Caffe's ceil-mode pooling.
+Pooling is VALID (floor). For paper and small it equals Caffe's ceil-mode pooling; for tiny's 83-px
+crops pool5 takes one of conv5's four rows and columns where ceil mode would give two (CONFIGS).
 
 Deviation, ``tiny`` only (``norm='group'``): the two LRNs are replaced by a parameter-free group
 normalisation (``group_norm``; 4 groups of pool1's 16 channels, 8 of pool2's 64). The paper's LRN is
