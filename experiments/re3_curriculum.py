@@ -24,7 +24,11 @@ iterations at lr 1e-5): the tiny model starts from random weights, so the learni
 (--lr) with a 50-step warm-up and a cosine decay to 0.3 of it; the curriculum stages keep the paper's doubling of T and halving of B but
 with T*B = 64 frames per update (the paper's 128 is twice the CPU cost per step), and advance at
 fixed step counts so the 15-minute budget is predictable (--stage_steps "" switches to the
-automatic plateau rule with --patience / --min_delta).
+automatic plateau rule with --patience / --min_delta). The model the run evaluates and writes for
+tracking is an exponential moving average of the weights (--params_ema, decay 0.998; the raw
+weights stay in the checkpoint for resuming, --eval_raw scores them): the paper has no such
+average, but the last stage's batches of 2 leave the raw weights noisy (WORKSPACE.md, Re3,
+"Session 15").
 """
 from __future__ import annotations
 
@@ -62,6 +66,11 @@ flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "paper"], "Lea
 flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up steps of the cosine schedule.")
 flags.DEFINE_float("lr_final_fraction", 0.3, "The cosine schedule ends at lr * this.")
 flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off).")
+flags.DEFINE_float("params_ema", 0.998, "Decay of the exponential moving average of the weights that "
+                   "the checkpoint's model (evaluation, tracking) uses; training is unchanged (0: off, "
+                   "the raw weights).")
+flags.DEFINE_bool("eval_raw", False, "Evaluate the raw training weights even when the checkpoint holds "
+                  "an average (--params_ema).")
 flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
                    "config, which conv1's init is divided by; 1: none).")
 flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 83).")
@@ -160,6 +169,7 @@ def _check_numbers(s) -> None:
          "a fraction in [0, 1]")
     need(s["warmup_steps"] >= 0, "warmup_steps", "a count >= 0")
     need(finite(s["clip_norm"]) and s["clip_norm"] >= 0, "clip_norm", "a norm >= 0 (0: off)")
+    need(finite(s["params_ema"]) and 0 <= s["params_ema"] < 1, "params_ema", "a decay in [0, 1) (0: off)")
     need(finite(s["weight_decay"]) and s["weight_decay"] >= 0, "weight_decay", "a coefficient >= 0")
     need(finite(s["p_real"]) and 0 <= s["p_real"] <= 1, "p_real", "a probability in [0, 1]")
     need(s["checkpoint_every"] >= 1, "checkpoint_every", "at least 1 step")
@@ -259,7 +269,7 @@ def run():
         workdir=workdir, model_cfg=model_cfg, curriculum=curriculum, sampler=sampler,
         total_steps=s["steps"], lr=s["lr"], lr_schedule=s["lr_schedule"],
         lr_final_fraction=s["lr_final_fraction"],
-        warmup_steps=s["warmup_steps"], clip_norm=s["clip_norm"] or None,
+        warmup_steps=s["warmup_steps"], clip_norm=s["clip_norm"] or None, ema_decay=s["params_ema"],
         group_lr_scales=(None if s["conv1_lr_scale"] < 0 else {"conv1": s["conv1_lr_scale"]}), cfg=task_cfg,
         seed=s["seed"], checkpoint_every=s["checkpoint_every"], profile_dir=s["profile_dir"],
         progress=s["progress"], nan_at_step=s["inject_nan_at"], stop_after=s["stop_after"],
@@ -282,7 +292,7 @@ def run():
   if not parallel.is_main_process():   # multi-host: process 0 evaluates
     return
 
-  params, meta = load_params(workdir)
+  params, meta = load_params(workdir, raw=s["eval_raw"])
   model_cfg = config_from_meta(meta)
   real_names = meta.get("real_train_sequences", real_names)
   t0 = time.time()
@@ -296,10 +306,13 @@ def run():
   from rolo_jax import trackers
   for name in [b.strip() for b in s["baselines"].split(",") if b.strip()]:
     factories[name] = (lambda n: (lambda: trackers.make_tracker(n)))(name)
-  log(f"evaluating on {len(test)} held-out synthetic test sequences (checkpoint step {meta['step']})")
+  weights = "the weights' moving average" if meta["params_item"] == "ema_params" else "the raw weights"
+  log(f"evaluating on {len(test)} held-out synthetic test sequences (checkpoint step {meta['step']}, "
+      f"{weights})")
   res = re3_task.evaluate_trackers(factories, test, log=log)
   eval_seconds = time.time() - t0
-  metrics = {"checkpoint_step": meta["step"], "config": meta.get("config_name", model_cfg.name),
+  metrics = {"checkpoint_step": meta["step"], "params_item": meta["params_item"],
+             "config": meta.get("config_name", model_cfg.name),
              "test": {"split": "synthetic test", "num_sequences": len(test),
                       "trackers": res["summary"]},
              "train": train_info, "eval_seconds": eval_seconds}
@@ -357,7 +370,7 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
-              "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "conv1_lr_scale",
+              "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "params_ema", "eval_raw", "conv1_lr_scale",
               "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "norm", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")

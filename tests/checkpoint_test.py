@@ -41,7 +41,7 @@ def test_params_only_round_trip(tmp_path):
   q, m = ck.load_params(str(tmp_path / "out"))
   assert_tree_equal(p, q)
   assert m == {"model": "re3", "config": {"crop_size": 67, "conv_channels": [1, 2]}, "source": "x.pth",
-               "step": 0}
+               "step": 0, "params_item": "params"}
   # The checkpoints folder itself is accepted too.
   q2, _ = ck.load_params(str(tmp_path / "out" / "checkpoints"))
   assert_tree_equal(p, q2)
@@ -73,6 +73,26 @@ def test_training_checkpoint_round_trip_and_latest(tmp_path):
   assert m["step"] == 9 and m["model"] == "re3"
   q7, m7 = ck.load_params(str(tmp_path), step=7)
   assert_tree_equal(p7, q7)
+
+
+def test_a_parameter_average_is_what_load_params_serves_unless_raw(tmp_path):
+  p, avg = make_params(), make_params(3)
+  opt = optax.adam(1e-3)
+  c = ck.Checkpointer(str(tmp_path))
+  assert c.save(4, params=p, opt_state=opt.init(p), train={"step": 4}, meta={"model": "re3"},
+                ema_params=avg)
+  q, m = ck.load_params(str(tmp_path))
+  assert_tree_equal(avg, q)
+  assert m["params_item"] == "ema_params" and m["step"] == 4
+  q, m = ck.load_params(str(tmp_path), raw=True)
+  assert_tree_equal(p, q)
+  assert m["params_item"] == "params"
+  # The training restore is unaffected by the extra item.
+  assert_tree_equal(p, c.restore(params_like=p, opt_state_like=opt.init(p))["params"])
+  bad = {k: {n: x * np.nan for n, x in v.items()} for k, v in avg.items()}
+  with pytest.raises(ck.NonFiniteCheckpointError, match="ema_params"):
+    c.save(5, params=p, opt_state=opt.init(p), train={"step": 5}, meta={}, ema_params=bad)
+  assert c.all_steps() == [4]
 
 
 def test_non_finite_values_are_never_saved(tmp_path):

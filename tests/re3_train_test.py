@@ -302,6 +302,57 @@ def test_interrupted_and_resumed_run_ends_with_identical_params(tmp_path, pool):
     run_training(tmp_path / "full", pool, model_cfg=CFG.replace(lstm_hidden=8))
 
 
+def test_params_ema_is_the_hand_computed_average_and_changes_no_update():
+  # A toy quadratic with plain SGD: the averaged run's params must equal the plain run's, and its
+  # average must equal ema <- d ema + (1 - d) params_new, started at the initial params.
+  import optax
+  p0 = {"a": jnp.array([1.0, -2.0]), "b": {"c": jnp.array(3.0)}}
+  loss = lambda p: jnp.sum(p["a"] ** 2) + 2.0 * p["b"]["c"] ** 2
+  plain, averaged = optax.sgd(0.1), optax.chain(optax.sgd(0.1), optim.params_ema(0.5))
+  pp, pa, sp, sa = p0, p0, plain.init(p0), averaged.init(p0)
+  assert optim.ema_params(sp) is None
+  want = jax.tree_util.tree_map(np.asarray, p0)
+  for _ in range(3):
+    g = jax.grad(loss)(pp)
+    up, sp = plain.update(g, sp, pp)
+    pp = optax.apply_updates(pp, up)
+    ua, sa = averaged.update(jax.grad(loss)(pa), sa, pa)
+    pa = optax.apply_updates(pa, ua)
+    want = jax.tree_util.tree_map(lambda w, p: 0.5 * w + 0.5 * np.asarray(p), want, pp)
+  for x, y in zip(leaves(pp), leaves(pa)):
+    np.testing.assert_array_equal(x, y)
+  # a: 1 -> 0.8 -> 0.64 -> 0.512 under x <- 0.8 x; the average 1 -> 0.9 -> 0.77 -> 0.641.
+  np.testing.assert_allclose(optim.ema_params(sa)["a"], [0.641, -1.282], rtol=1e-6)
+  for x, y in zip(leaves(want), leaves(optim.ema_params(sa))):
+    np.testing.assert_allclose(x, y, rtol=1e-6)
+  with pytest.raises(ValueError, match="decay must be in"):
+    optim.params_ema(1.0)
+
+
+def test_averaged_run_resumes_exactly_and_its_checkpoint_serves_the_average(tmp_path, pool):
+  full, _ = run_training(tmp_path / "full", pool, ema_decay=0.7)
+  run_training(tmp_path / "resumed", pool, ema_decay=0.7, stop_after=4)
+  resumed, s_res = run_training(tmp_path / "resumed", pool, ema_decay=0.7)
+  assert s_res["resumed_from"] == 4
+  ema_full = optim.ema_params(full.opt_state)
+  p_avg, meta = ck.load_params(str(tmp_path / "resumed"))
+  p_raw, meta_raw = ck.load_params(str(tmp_path / "resumed"), raw=True)
+  assert meta["params_item"] == "ema_params" and meta_raw["params_item"] == "params"
+  for x, y in zip(leaves(ema_full), leaves(p_avg)):
+    np.testing.assert_array_equal(x, y)
+  for x, y in zip(leaves(full.params), leaves(p_raw)):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.array_equal(x, y) for x, y in zip(leaves(p_avg), leaves(p_raw)))
+  assert jax.tree_util.tree_structure(p_avg) == jax.tree_util.tree_structure(p_raw)
+  # Averaging is part of the run's settings: resuming without it (or with another decay) is refused.
+  with pytest.raises(loop.ConfigMismatchError, match="ema_decay"):
+    run_training(tmp_path / "resumed", pool)
+  # A run without averaging writes no such item, and load_params gives its params as before.
+  run_training(tmp_path / "plain", pool, total_steps=2)
+  assert ck.load_params(str(tmp_path / "plain"))[1]["params_item"] == "params"
+  assert not (tmp_path / "plain" / "checkpoints" / "2" / "ema_params").exists()
+
+
 def test_non_finite_loss_stops_naming_the_step_and_writes_no_checkpoint(tmp_path, pool):
   with pytest.raises(loop.NonFiniteError, match=r"non-finite loss \(nan\) at step 3"):
     run_training(tmp_path, pool, nan_at_step=3)
@@ -330,6 +381,7 @@ def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   metrics = json.load(open(tmp_path / "a" / "metrics.json"))
   assert metrics["checkpoint_step"] == 24 and "re3" in metrics["test"]["trackers"]
+  assert metrics["params_item"] == "ema_params"   # the default run scores its weights' average
   probe = json.load(open(tmp_path / "a" / "probe.json"))   # 5 sizes x 2 offsets, finite responses
   box = probe["box_response"]
   assert len(box) == 10 and all(np.isfinite(r["size_ratio"]) and r["frames"] > 0 for r in box)
@@ -381,6 +433,10 @@ def test_cli_task_flags_reach_the_checkpoint_and_guard_resume(tmp_path):
   c = ck.Checkpointer(str(tmp_path / "w"))
   task = c.read_json(c.latest_step())["meta"]["task"]
   assert task["nudge_pred"] is False and task["min_visible"] == 0.5
+  # --eval_raw scores the raw training weights instead of their average.
+  ev = cli(tmp_path / "w", "--eval_only", "--eval_raw", "--baselines=", "--nogif", "--num_test_seqs=1")
+  assert ev.returncode == 0, ev.stderr[-2000:]
+  assert json.load(open(tmp_path / "w" / "metrics.json"))["params_item"] == "params"
   # The same workdir with the default task settings is another run: refused, nothing written.
   again = cli(tmp_path / "w", "--noeval")
   assert again.returncode == 2 and "different 'task'" in again.stderr and "Traceback" not in again.stderr
@@ -414,6 +470,7 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
     ("--baselines=static,nope", "--baselines static,nope: expected comma-separated tracker names"),
     ("--stage_steps=2,2,2,2", "stage_steps has 4 lengths for 2 stages"),
     ("--centre_noise=nan", "--centre_noise nan: expected a Laplace scale >= 0"),
+    ("--params_ema=1", "--params_ema 1.0: expected a decay in [0, 1) (0: off)"),
 ])
 def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):
   r = cli(tmp_path / "w", flag)

@@ -9,7 +9,12 @@ Two kinds share the layout, so `load_params` reads either:
       params, meta, plus
       opt_state -- the optax state (StandardSave; restored into the structure of a fresh state)
       train     -- JSON: step, curriculum state, data-sampler position, RNG key data, anything
-                   else the loop needs for an exact resume.
+                   else the loop needs for an exact resume
+      ema_params -- only in runs that average their parameters (`optim.params_ema`): a copy of
+                   the average, with the params' structure, so that readers of the model need not
+                   know the optimiser's state layout.  `load_params` returns it instead of
+                   `params` (the raw training weights, which a resume continues from) unless
+                   asked for the raw ones.
 
 Atomicity: orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
 only after every item is written (and a ``commit_success.txt`` marker).  A process killed
@@ -86,7 +91,7 @@ class Checkpointer:
     max_to_keep: newest checkpoints kept (older ones are deleted after a successful save).
   """
 
-  ITEMS = ("params", "opt_state", "train", "meta")
+  ITEMS = ("params", "opt_state", "train", "meta", "ema_params")
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
     self.directory = os.path.abspath(_manager_dir(workdir))
@@ -103,19 +108,25 @@ class Checkpointer:
     return list(self._mgr.all_steps())
 
   def save(self, step: int, *, params: PyTree, opt_state: PyTree, train: Dict[str, Any],
-           meta: Dict[str, Any]) -> bool:
+           meta: Dict[str, Any], ema_params: Optional[PyTree] = None) -> bool:
     """Writes checkpoint `step` (atomically). Returns False when that step already exists.
 
+    ema_params: the run's parameter average (module docstring), or None (no such item).
     Raises NonFiniteCheckpointError (and writes nothing) when params or opt_state hold NaN/Inf.
     """
     params, opt_state = _to_numpy(params), _to_numpy(opt_state)
     _finite_or_raise(params, "params")
     _finite_or_raise(opt_state, "opt_state")
-    if step in self._mgr.all_steps():
-      return False
-    args = ocp.args.Composite(
+    items = dict(
         params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
         train=ocp.args.JsonSave(to_jsonable(train)), meta=ocp.args.JsonSave(to_jsonable(meta)))
+    if ema_params is not None:
+      ema_params = _to_numpy(ema_params)
+      _finite_or_raise(ema_params, "ema_params")
+      items["ema_params"] = ocp.args.StandardSave(ema_params)
+    if step in self._mgr.all_steps():
+      return False
+    args = ocp.args.Composite(**items)
     saved = self._mgr.save(int(step), args=args, force=True)
     self._mgr.wait_until_finished()
     return bool(saved)
@@ -178,16 +189,20 @@ def save_params(directory: str, params: PyTree, meta: Dict[str, Any], step: int 
   return os.path.join(root, str(int(step)))
 
 
-def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dict[str, Any]]:
+def load_params(directory: str, step: Optional[int] = None, *,
+                raw: bool = False) -> Tuple[PyTree, Dict[str, Any]]:
   """(params, meta) from a params-only checkpoint folder or a training workdir (latest step).
 
   Args:
     directory: a folder holding ``checkpoints/`` (workdir or `save_params` output), or the
       ``checkpoints`` folder itself.
     step: a specific step (default: the latest).
+    raw: return the raw training weights even when the checkpoint holds a parameter average.
   Returns:
-    params as a pytree of numpy arrays in the saved structure (nested dicts), and meta (a dict;
-    meta['step'] is set to the step read).
+    params as a pytree of numpy arrays in the saved structure (nested dicts): the checkpoint's
+    `ema_params` when it has them (a run that averages its parameters; module docstring) and `raw`
+    is False, else its `params`; and meta (a dict; meta['step'] is set to the step read and
+    meta['params_item'] to the item read, 'ema_params' or 'params').
   Raises:
     FileNotFoundError when there is no finished checkpoint there; DataError naming the step folder
     when it cannot be read (a damaged meta JSON, missing parameter files).
@@ -196,13 +211,16 @@ def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dic
   if not os.path.isdir(root):
     raise FileNotFoundError(f"{directory}: no '{CHECKPOINT_SUBDIR}' folder (not a checkpoint or workdir)")
   options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-  with ocp.CheckpointManager(root, options=options, item_names=("params", "meta")) as mgr:
+  with ocp.CheckpointManager(root, options=options, item_names=("params", "meta", "ema_params")) as mgr:
     step = mgr.latest_step() if step is None else int(step)
     if step is None:
       raise FileNotFoundError(f"{root}: no finished checkpoint")
+    item = "params"
+    if not raw and os.path.isdir(os.path.join(root, str(step), "ema_params")):
+      item = "ema_params"
     try:
-      out = mgr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
-                                                      meta=ocp.args.JsonRestore()))
+      out = mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(),
+                                                         "meta": ocp.args.JsonRestore()}))
     except Exception as e:  # orbax raises many kinds (JSON, tensorstore, missing files)
       first = str(e).strip().splitlines()[0] if str(e).strip() else ""
       raise DataError(os.path.join(root, str(step)),
@@ -210,7 +228,8 @@ def load_params(directory: str, step: Optional[int] = None) -> Tuple[PyTree, Dic
                       "expected the params/ and meta/ folders written by rolo_jax") from None
   if not isinstance(out["meta"], (dict, type(None))):
     raise DataError(os.path.join(root, str(step), "meta"), "expected a JSON object")
-  params = _to_numpy(out["params"])
+  params = _to_numpy(out[item])
   meta = dict(out["meta"] or {})
   meta["step"] = step
+  meta["params_item"] = item
   return params, meta

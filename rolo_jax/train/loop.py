@@ -40,6 +40,7 @@ import numpy as np
 from rolo_jax import errors
 from rolo_jax.train import checkpoint as ckpt_lib
 from rolo_jax.train import curriculum as cur_lib
+from rolo_jax.train import optim
 
 PyTree = Any
 
@@ -203,6 +204,10 @@ def _restore_params_opt(state, params: PyTree, opt_state: PyTree, step: jax.Arra
   return type(state)(params=params, opt_state=opt_state, step=step)
 
 
+def _ema_params(state) -> Optional[PyTree]:
+  return optim.ema_params(state.opt_state)
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskHooks:
   """What the loop needs to know about one task beyond its update and batches.
@@ -211,6 +216,11 @@ class TaskHooks:
     to_ckpt: state -> (params tree, optimiser state) written to the checkpoint (default: a
       NamedTuple's .params and .opt_state).
     from_ckpt: (fresh state, params tree, optimiser state, step) -> the restored state.
+    ema_params: state -> the parameter average to write beside the params (checkpoint item
+      `ema_params`, which `load_params` prefers), or None (default: the average an
+      `optim.params_ema` in the optimiser keeps, if any).  A task whose checkpoint `params` tree
+      is not its optimiser's params (MemTrack's adds BatchNorm statistics) must not use the
+      default with an averaging optimiser.
     inject_nan: batch -> the batch with its ground truth NaN (LoopConfig.nan_at_step; default:
       Re3's (frames, boxes, valid_hw) batches).
     finite: metrics that must be finite after every update; None: every scalar metric.
@@ -219,6 +229,7 @@ class TaskHooks:
   """
   to_ckpt: Callable[[Any], Tuple[PyTree, PyTree]] = _params_opt
   from_ckpt: Callable[[Any, PyTree, PyTree, jax.Array], Any] = _restore_params_opt
+  ema_params: Callable[[Any], Optional[PyTree]] = _ema_params
   inject_nan: Callable[[Any], Any] = _inject_nan
   finite: Optional[Tuple[str, ...]] = ("loss", "grad_norm")
   postfix: Tuple[str, ...] = ("loss", "iou")
@@ -310,7 +321,8 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
 
   def save():
     params, opt_state = hooks.to_ckpt(state)
-    ckpt.save(step, params=params, opt_state=opt_state, train=train_json(), meta=dict(meta, step=step))
+    ckpt.save(step, params=params, opt_state=opt_state, train=train_json(), meta=dict(meta, step=step),
+              ema_params=hooks.ema_params(state))
 
   # Multi-process runs: every process trains and joins the checkpoint saves (orbax synchronises
   # them; process 0 writes), only process 0 writes logs and the summary.

@@ -11,11 +11,14 @@ normalisation), which is NOT the same as decoupled AdamW decay, so it is added t
 
 The optimiser is an `optax.chain`: optional global-norm clipping, then Adam with a learning-rate
 schedule (a pure ``step -> value`` function; the step is Adam's own update count, so it is saved
-with the optimiser state and a resumed run continues the schedule exactly).
+with the optimiser state and a resumed run continues the schedule exactly), then optionally an
+exponential moving average of the parameters (`params_ema`), which changes no update: it is part
+of the optimiser state only so that it is jitted with the update and checkpointed and resumed with
+it.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -92,12 +95,50 @@ def scale_groups(scales: Mapping[str, float]) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+class ParamsEmaState(NamedTuple):
+  """State of `params_ema`: the running average, with the parameters' structure and dtypes."""
+  ema: PyTree
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+  """Keeps an exponential moving average of the parameters; passes the updates through unchanged.
+
+  After each update (params_new = params + updates, with the final updates: place it last in a
+  chain):
+
+      ema <- decay * ema + (1 - decay) * params_new,      ema_0 = the initial params
+
+  No bias correction: the start value is the initial params, whose weight after n updates is
+  decay**n (Re3's default run, decay 0.998 and 3,000 updates: 0.0025).
+  """
+  if not 0.0 < decay < 1.0:
+    raise ValueError(f"params_ema: decay must be in (0, 1), got {decay}")
+
+  def init_fn(params):
+    # A copy: the training update donates its state, and a leaf shared with params would be
+    # donated twice.
+    return ParamsEmaState(jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("params_ema needs the params: call optimizer.update(grads, state, params)")
+    new = optax.apply_updates(params, updates)
+    ema = jax.tree_util.tree_map(
+        lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype), state.ema, new)
+    return updates, ParamsEmaState(ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def make_optimizer(schedule: optax.Schedule | float, *, clip_norm: Optional[float] = None,
                    group_lr_scales: Optional[Mapping[str, float]] = None,
-                   b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
-  """optax.chain([clip_by_global_norm(clip_norm)], adam(schedule), [scale_groups(group_lr_scales)]).
+                   b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                   ema_decay: float = 0.0) -> optax.GradientTransformation:
+  """optax.chain([clip_by_global_norm(clip_norm)], adam(schedule), [scale_groups(group_lr_scales)],
+  [params_ema(ema_decay)]).
 
   Weight decay is NOT in here: it is a loss term (`weight_decay_loss`), as in Re3.
+  ema_decay 0 keeps no average (the state then has the same structure as before averaging existed).
   """
   parts = []
   if clip_norm is not None and clip_norm > 0:
@@ -105,7 +146,17 @@ def make_optimizer(schedule: optax.Schedule | float, *, clip_norm: Optional[floa
   parts.append(optax.adam(schedule, b1=b1, b2=b2, eps=eps))
   if group_lr_scales:
     parts.append(scale_groups(group_lr_scales))
+  if ema_decay:
+    parts.append(params_ema(ema_decay))
   return optax.chain(*parts)
+
+
+def ema_params(opt_state: PyTree) -> Optional[PyTree]:
+  """The parameter average of a `make_optimizer(..., ema_decay=d)` state; None when it keeps none."""
+  for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, ParamsEmaState)):
+    if isinstance(s, ParamsEmaState):
+      return s.ema
+  return None
 
 
 def adam_count(opt_state: PyTree) -> jax.Array:

@@ -400,12 +400,13 @@ def default_lr_scales(model_cfg: re3.Re3Config) -> Dict[str, float]:
 
 @functools.lru_cache(maxsize=8)
 def _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps, clip_norm,
-                   group_lr_scales=(), lr_final_fraction=0.1, parallel=None):
+                   group_lr_scales=(), lr_final_fraction=0.1, parallel=None, ema_decay=0.0):
   """(optimizer, schedule, jitted update) for one setting, built once per process, so repeated
   runs in one process (tests, resume) reuse the compiled executables of every stage shape."""
   schedule = optim.lr_schedule(lr, total_steps, kind=lr_schedule, warmup_steps=warmup_steps,
                                final_fraction=lr_final_fraction)
-  optimizer = optim.make_optimizer(schedule, clip_norm=clip_norm, group_lr_scales=dict(group_lr_scales))
+  optimizer = optim.make_optimizer(schedule, clip_norm=clip_norm, group_lr_scales=dict(group_lr_scales),
+                                   ema_decay=ema_decay)
   return optimizer, schedule, make_update(model_cfg, optimizer, schedule, cfg, parallel=parallel)
 
 
@@ -413,7 +414,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
           lr: float = 1e-3, lr_schedule: str = "cosine", warmup_steps: int = 0,
           lr_final_fraction: float = 0.1,
           clip_norm: Optional[float] = None, group_lr_scales: Optional[Dict[str, float]] = None,
-          cfg: TaskConfig = TaskConfig(), seed: int = 0,
+          ema_decay: float = 0.0, cfg: TaskConfig = TaskConfig(), seed: int = 0,
           checkpoint_every: int = 200, profile_dir: Optional[str] = None, progress: bool = True,
           nan_at_step: Optional[int] = None, stop_after: Optional[int] = None,
           meta: Optional[Dict[str, Any]] = None, parallel=None):
@@ -426,6 +427,9 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     total_steps, lr, lr_schedule, warmup_steps, lr_final_fraction, clip_norm: optimiser settings
       (optim.lr_schedule / optim.make_optimizer).
     group_lr_scales: per-parameter-group lr factors (None: `default_lr_scales`; {} for none).
+    ema_decay: > 0: keep an exponential moving average of the parameters (`optim.params_ema`; it
+      changes no update), written to every checkpoint as `ema_params`, which `load_params` and
+      so the tracker and the evaluation use; 0: none.
     cfg: TaskConfig of the unrolled loss.
     meta: extra JSON-able run description stored with the checkpoints.
     parallel: a rolo_jax.train.parallel.DataParallel: data-parallel training on its mesh (the
@@ -440,7 +444,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   scales = tuple(sorted(group_lr_scales.items()))
   optimizer, schedule, update = _cached_update(model_cfg, cfg, float(lr), lr_schedule, int(total_steps),
                                                int(warmup_steps), clip_norm, scales,
-                                               float(lr_final_fraction), parallel)
+                                               float(lr_final_fraction), parallel, float(ema_decay))
 
   def init_fn(key):
     return init_train_state(key, model_cfg, optimizer, cfg)
@@ -460,7 +464,9 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
               "optimizer": {"lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
                             "lr_final_fraction": lr_final_fraction,
                             "clip_norm": clip_norm, "total_steps": total_steps,
-                            "group_lr_scales": dict(group_lr_scales)},
+                            "group_lr_scales": dict(group_lr_scales),
+                            # (only when on: workdirs written before averaging existed resume)
+                            **({"ema_decay": ema_decay} if ema_decay else {})},
               "curriculum": {"stages": [list(s) for s in curriculum.stages],
                              "stage_steps": curriculum.stage_steps, "patience": curriculum.patience,
                              "min_delta": curriculum.min_delta, "p_pred": curriculum.p_pred}}
