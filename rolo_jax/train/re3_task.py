@@ -398,11 +398,21 @@ def default_lr_scales(model_cfg: re3.Re3Config) -> Dict[str, float]:
   return {"conv1": 1.0 / model_cfg.init_input_std}
 
 
-@functools.lru_cache(maxsize=8)
 def _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps, clip_norm,
                    group_lr_scales=(), lr_final_fraction=0.1, parallel=None, ema_decay=0.0):
   """(optimizer, schedule, jitted update) for one setting, built once per process, so repeated
-  runs in one process (tests, resume) reuse the compiled executables of every stage shape."""
+  runs in one process (tests, resume) reuse the compiled executables of every stage shape.
+
+  The cache is keyed on every argument written out (lru_cache keys on the arguments as passed, so
+  a call that leaves a default out would otherwise build a second, uncompiled update)."""
+  return _cached_update_all(model_cfg, cfg, float(lr), lr_schedule, int(total_steps), int(warmup_steps),
+                            clip_norm, tuple(group_lr_scales), float(lr_final_fraction), parallel,
+                            float(ema_decay))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_update_all(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps, clip_norm,
+                       group_lr_scales, lr_final_fraction, parallel, ema_decay):
   schedule = optim.lr_schedule(lr, total_steps, kind=lr_schedule, warmup_steps=warmup_steps,
                                final_fraction=lr_final_fraction)
   optimizer = optim.make_optimizer(schedule, clip_norm=clip_norm, group_lr_scales=dict(group_lr_scales),
