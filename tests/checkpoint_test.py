@@ -93,6 +93,15 @@ def test_a_parameter_average_is_what_load_params_serves_unless_raw(tmp_path):
   with pytest.raises(ck.NonFiniteCheckpointError, match="ema_params"):
     c.save(5, params=p, opt_state=opt.init(p), train={"step": 5}, meta={}, ema_params=bad)
   assert c.all_steps() == [4]
+  # A damaged average is named as such (raw=True still reads the raw weights).
+  import shutil
+  step_dir = os.path.join(str(tmp_path), "checkpoints", "4")
+  shutil.rmtree(os.path.join(step_dir, "ema_params", "d"))
+  shutil.rmtree(os.path.join(step_dir, "ema_params", "ocdbt.process_0"))
+  from rolo_jax.errors import DataError
+  with pytest.raises(DataError, match="expected the ema_params/ and meta/ folders"):
+    ck.load_params(str(tmp_path))
+  assert_tree_equal(p, ck.load_params(str(tmp_path), raw=True)[0])
 
 
 def test_non_finite_values_are_never_saved(tmp_path):

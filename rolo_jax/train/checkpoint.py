@@ -225,7 +225,7 @@ def load_params(directory: str, step: Optional[int] = None, *,
       first = str(e).strip().splitlines()[0] if str(e).strip() else ""
       raise DataError(os.path.join(root, str(step)),
                       f"cannot read this checkpoint ({type(e).__name__}: {first[:300]}); "
-                      "expected the params/ and meta/ folders written by rolo_jax") from None
+                      f"expected the {item}/ and meta/ folders written by rolo_jax") from None
   if not isinstance(out["meta"], (dict, type(None))):
     raise DataError(os.path.join(root, str(step), "meta"), "expected a JSON object")
   params = _to_numpy(out[item])
