@@ -151,20 +151,26 @@ def make_optimizer(schedule: optax.Schedule | float, *, clip_norm: Optional[floa
   return optax.chain(*parts)
 
 
+def _find_state(opt_state: PyTree, kind: type):
+  """The first sub-state of type `kind` in an optax (chain) state, or None."""
+  for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, kind)):
+    if isinstance(s, kind):
+      return s
+  return None
+
+
 def ema_params(opt_state: PyTree) -> Optional[PyTree]:
   """The parameter average of a `make_optimizer(..., ema_decay=d)` state; None when it keeps none."""
-  for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, ParamsEmaState)):
-    if isinstance(s, ParamsEmaState):
-      return s.ema
-  return None
+  s = _find_state(opt_state, ParamsEmaState)
+  return None if s is None else s.ema
 
 
 def adam_count(opt_state: PyTree) -> jax.Array:
   """Adam's update counter from a `make_optimizer` state (the step the lr schedule sees)."""
-  for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)):
-    if isinstance(s, optax.ScaleByAdamState):
-      return s.count
-  raise ValueError("no Adam state found in the optimiser state")
+  s = _find_state(opt_state, optax.ScaleByAdamState)
+  if s is None:
+    raise ValueError("no Adam state found in the optimiser state")
+  return s.count
 
 
 def norms(params: PyTree, grads: PyTree, updates: PyTree) -> dict:

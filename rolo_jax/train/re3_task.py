@@ -452,9 +452,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   if group_lr_scales is None:
     group_lr_scales = default_lr_scales(model_cfg)
   scales = tuple(sorted(group_lr_scales.items()))
-  optimizer, schedule, update = _cached_update(model_cfg, cfg, float(lr), lr_schedule, int(total_steps),
-                                               int(warmup_steps), clip_norm, scales,
-                                               float(lr_final_fraction), parallel, float(ema_decay))
+  optimizer, schedule, update = _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps,
+                                               clip_norm, scales, lr_final_fraction, parallel, ema_decay)
 
   def init_fn(key):
     return init_train_state(key, model_cfg, optimizer, cfg)
