@@ -130,9 +130,48 @@ def main(argv):
   except NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1)
-  except (DataError, ConfigMismatchError, FileNotFoundError, NotADirectoryError) as e:
+  except ConfigMismatchError as e:
+    hint = resume_flags(e.saved_values)
+    print(f"error: {e}" + (f"; the flags that match it: {hint}" if hint else ""), file=sys.stderr)
+    raise SystemExit(2)
+  except (DataError, FileNotFoundError, NotADirectoryError) as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(2)
+
+
+# (checkpoint meta section, field) -> the flag that sets it, for the refusal's hint.
+_FLAG_OF = {("optimizer", "lr"): "lr", ("optimizer", "lr_schedule"): "lr_schedule",
+            ("optimizer", "warmup_steps"): "warmup_steps",
+            ("optimizer", "lr_final_fraction"): "lr_final_fraction",
+            ("optimizer", "clip_norm"): "clip_norm", ("optimizer", "ema_decay"): "params_ema",
+            ("optimizer", "total_steps"): "steps", ("train", "seed"): "seed",
+            ("task", "centre_noise"): "centre_noise", ("task", "size_noise"): "size_noise",
+            ("task", "min_visible"): "min_visible", ("task", "nudge_pred"): "nudge_pred",
+            ("task", "weight_decay"): "weight_decay", ("config", "crop_size"): "crop_size",
+            ("config", "fc6_units"): "fc6_units", ("config", "lstm_hidden"): "lstm_hidden",
+            ("config", "norm"): "norm", ("curriculum", "patience"): "patience",
+            ("curriculum", "min_delta"): "min_delta"}
+# Flags whose "off" is 0 while the checkpoint stores nothing (ema_decay is written only when on)
+# or None (clip_norm).
+_OFF_AS_ZERO = ("params_ema", "clip_norm")
+
+
+def resume_flags(saved_values) -> str:
+  """The flags that give a refused workdir's checkpoint settings back, e.g. '--params_ema 0'
+  for a workdir trained before the weights' average existed; '' when a difference has no flag
+  (then the message's own list of differences is all there is to go by)."""
+  from rolo_jax.errors import ConfigMismatchError
+  out = []
+  for key, value in saved_values.items():
+    flag = _FLAG_OF.get(key)
+    if flag is None:
+      return ""
+    if flag in _OFF_AS_ZERO and value in (ConfigMismatchError.ABSENT, None):
+      value = 0
+    if value == ConfigMismatchError.ABSENT or isinstance(value, (list, dict)) or value is None:
+      return ""
+    out.append(f"--{flag}" if value is True else f"--no{flag}" if value is False else f"--{flag} {value}")
+  return " ".join(out)
 
 
 SMOKE = dict(steps=4, stages="2x2,4x1", stage_steps="2", num_train_seqs=3, num_test_seqs=1, test_frames=30,

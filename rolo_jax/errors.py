@@ -33,7 +33,18 @@ class NonFiniteError(FloatingPointError):
 
 
 class ConfigMismatchError(ValueError):
-  """The workdir holds a checkpoint of a different model/task configuration."""
+  """The workdir holds a checkpoint of a different model/task configuration.
+
+  ``saved_values`` maps (section, field) to the checkpoint's value for each setting that differs,
+  e.g. ``{("optimizer", "lr"): 0.0007}``; ``ABSENT`` stands for a field the checkpoint does not
+  hold. Command-line entry points use it to name the flags that would resume the run; it is empty
+  when the difference is not field by field (a different model, a list of stages)."""
+
+  ABSENT = "<absent>"
+
+  def __init__(self, message: str, saved_values: Optional[dict] = None):
+    self.saved_values = dict(saved_values or {})
+    super().__init__(message)
 
 
 class NonFiniteCheckpointError(ValueError):

@@ -447,13 +447,36 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
   # runs; the workdir must be resumed with its own settings or left alone.
   first = cli(tmp_path / "w", "--stop_after=2", "--noeval")
   assert first.returncode == 0, first.stderr
-  for flags, message in ((["--lr=5e-3"], "different 'optimizer' than this run (lr: 0.0007 -> 0.005)"),
-                         (["--stages=2x2,2x2"], "different 'curriculum'"),
-                         (["--seed=9"], "trained with seed 0, this run has seed 9")):
+  # The refusal names the flags that give the checkpoint's settings back, where every difference
+  # has one (a list of stages has none: then no hint).
+  for flags, message, hint in (
+      (["--lr=5e-3"], "different 'optimizer' than this run (lr: 0.0007 -> 0.005)", "--lr 0.0007"),
+      (["--params_ema=0"], "different 'optimizer' than this run (ema_decay: 0.998 -> '<absent>')",
+       "--params_ema 0.998"),
+      (["--stages=2x2,2x2"], "different 'curriculum'", None),
+      (["--seed=9"], "trained with seed 0, this run has seed 9", "--seed 0")):
     r = cli(tmp_path / "w", "--noeval", *flags)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (r.stderr.rstrip().endswith(f"; the flags that match it: {hint}") if hint
+            else "flags that match" not in r.stderr), r.stderr
   done = cli(tmp_path / "w", "--noeval")   # its own settings: resumes and finishes
   assert done.returncode == 0, done.stderr
+
+
+def test_resume_flags_translate_saved_settings_to_flags():
+  from experiments.re3_curriculum import resume_flags
+  absent = loop.ConfigMismatchError.ABSENT
+  # A workdir trained before the weights' average existed stores no ema_decay: --params_ema 0.
+  assert resume_flags({("optimizer", "ema_decay"): absent}) == "--params_ema 0"
+  assert resume_flags({("optimizer", "clip_norm"): None, ("task", "nudge_pred"): False,
+                       ("task", "min_visible"): 0.5, ("config", "norm"): "lrn"}) == \
+      "--clip_norm 0 --nonudge_pred --min_visible 0.5 --norm lrn"
+  assert resume_flags({("task", "nudge_pred"): True}) == "--nudge_pred"
+  # One difference without a flag (or with a value no flag takes) and there is no hint at all.
+  assert resume_flags({("optimizer", "lr"): 0.001, ("task", "context"): 3.0}) == ""
+  assert resume_flags({("optimizer", "group_lr_scales"): {"conv1": 2.0}}) == ""
+  assert resume_flags({("task", "min_visible"): absent}) == ""
+  assert resume_flags({}) == ""
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -160,16 +160,26 @@ def _upgraded(current: Any, saved: Any) -> Any:
   return saved
 
 
+def _saved_values(section: str, cur: Any, saved: Any) -> Dict[Any, Any]:
+  """{(section, field): saved value} for the fields of two JSON dicts that differ ({} otherwise)."""
+  if not (isinstance(cur, dict) and isinstance(saved, dict)):
+    return {}
+  absent = ConfigMismatchError.ABSENT
+  return {(section, k): saved.get(k, absent) for k in sorted(set(cur) | set(saved))
+          if cur.get(k, absent) != saved.get(k, absent)}
+
+
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
   for k in CHECKED_META:
     if k not in meta or k not in saved:
       continue
     old = _upgraded(meta[k], saved[k])
     if not _same_setting(meta[k], old):
+      cur = ckpt_lib.to_jsonable(meta[k])
       raise ConfigMismatchError(
           f"{workdir}: its checkpoint was trained with a different '{k}' than this run "
-          f"({_differing(ckpt_lib.to_jsonable(meta[k]), old)}); use another --workdir, or "
-          "the checkpoint's settings to resume it")
+          f"({_differing(cur, old)}); use another --workdir, or "
+          "the checkpoint's settings to resume it", _saved_values(k, cur, old))
 
 
 def close_run(bar, writer, log_file, pool) -> None:
@@ -293,7 +303,8 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     if "seed" in saved["train"] and int(saved["train"]["seed"]) != int(config.seed):
       raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed "
                                 f"{saved['train']['seed']}, this run has seed {config.seed}; use "
-                                "another --workdir, or the checkpoint's seed to resume it")
+                                "another --workdir, or the checkpoint's seed to resume it",
+                                {("train", "seed"): saved["train"]["seed"]})
     params_like, opt_like = hooks.to_ckpt(state)
     r = ckpt.restore(params_like=params_like, opt_state_like=opt_like, step=resumed_from)
     tr = r["train"]
