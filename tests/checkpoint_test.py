@@ -104,6 +104,58 @@ def test_a_parameter_average_is_what_load_params_serves_unless_raw(tmp_path):
   assert_tree_equal(p, ck.load_params(str(tmp_path), raw=True)[0])
 
 
+def _folder_bytes(path):
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def test_the_optimisers_average_is_stored_once_and_restored_in_place(tmp_path, monkeypatch):
+  from rolo_jax.train import optim
+  rng = np.random.default_rng(0)
+  p = {"w": rng.normal(size=(256, 256)).astype(np.float32), "b": np.zeros(256, np.float32)}
+  opt = optim.make_optimizer(1e-3, ema_decay=0.9)
+  o = opt.init(p)
+  for k in range(3):   # an average that differs from the params and from its start
+    u, o = opt.update({"w": np.full_like(p["w"], k + 1.0), "b": np.ones(256, np.float32)}, o, p)
+    p = optax.apply_updates(p, u)
+  avg = optim.ema_params(o)
+  assert not np.array_equal(avg["w"], p["w"])
+
+  def save(workdir):
+    c = ck.Checkpointer(str(tmp_path / workdir))
+    assert c.save(3, params=p, opt_state=o, train={"step": 3}, meta={"model": "re3"}, ema_params=avg)
+    return c
+
+  once = save("once")
+  # Written once: the opt_state item holds Adam's moments but not the 256 KB average...
+  step_dir = lambda w: os.path.join(str(tmp_path / w), "checkpoints", "3")
+  assert once.read_json(3)["train"] == {"step": 3, ck.EMA_MARKER: "ema_params"}
+  # ... and the restore puts it back: the whole optimiser state as it was, the train JSON as given.
+  r = once.restore(params_like=p, opt_state_like=opt.init(p))
+  assert_tree_equal(o, r["opt_state"])
+  assert r["train"] == {"step": 3}
+  assert_tree_equal(avg, optim.ema_params(r["opt_state"]))
+  assert_tree_equal(avg, ck.load_params(str(tmp_path / "once"))[0])
+  # Session 15's layout (the average in both items, no marker) still restores as it is, and is
+  # larger by one copy of the average.
+  monkeypatch.setattr(ck, "_same_tree", lambda a, b: False)
+  twice = save("twice")
+  assert ck.EMA_MARKER not in twice.read_json(3)["train"]
+  assert_tree_equal(o, twice.restore(params_like=p, opt_state_like=opt.init(p))["opt_state"])
+  extra = _folder_bytes(os.path.join(step_dir("twice"), "opt_state")) - \
+      _folder_bytes(os.path.join(step_dir("once"), "opt_state"))
+  assert extra >= 0.8 * avg["w"].nbytes, extra   # (orbax compresses what it writes)
+  monkeypatch.undo()
+  # An average other than the optimiser's (a custom hook) is not mistaken for it: both are kept.
+  other = ck.Checkpointer(str(tmp_path / "other"))
+  assert other.save(3, params=p, opt_state=o, train={"step": 3}, meta={}, ema_params=make_params())
+  assert ck.EMA_MARKER not in other.read_json(3)["train"]
+  assert_tree_equal(o, other.restore(params_like=p, opt_state_like=opt.init(p))["opt_state"])
+  # A run without an average cannot restore a checkpoint whose average lives only in ema_params.
+  from rolo_jax.errors import DataError
+  with pytest.raises(DataError, match="averages the parameters and this run's does not"):
+    once.restore(params_like=p, opt_state_like=optim.make_optimizer(1e-3).init(p))
+
+
 def test_non_finite_values_are_never_saved(tmp_path):
   p = make_params()
   o = optax.adam(1e-3).init(p)

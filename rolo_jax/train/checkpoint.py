@@ -10,11 +10,16 @@ Two kinds share the layout, so `load_params` reads either:
       opt_state -- the optax state (StandardSave; restored into the structure of a fresh state)
       train     -- JSON: step, curriculum state, data-sampler position, RNG key data, anything
                    else the loop needs for an exact resume
-      ema_params -- only in runs that average their parameters (`optim.params_ema`): a copy of
-                   the average, with the params' structure, so that readers of the model need not
+      ema_params -- only in runs that average their parameters (`optim.params_ema`): the
+                   average, with the params' structure, so that readers of the model need not
                    know the optimiser's state layout.  `load_params` returns it instead of
                    `params` (the raw training weights, which a resume continues from) unless
-                   asked for the raw ones.
+                   asked for the raw ones.  The average is stored once: when it is the one in
+                   the optimiser state, `opt_state` is written without it (its
+                   `optim.ParamsEmaState` holds None) and `train` records
+                   ``"opt_state_ema": "ema_params"``; `Checkpointer.restore` puts it back.
+                   Checkpoints written before that (session 15) hold it in both items and
+                   restore as they are.
 
 Atomicity: orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
 only after every item is written (and a ``commit_success.txt`` marker).  A process killed
@@ -38,6 +43,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rolo_jax.errors import DataError, NonFiniteCheckpointError  # (the latter re-exported here)
+from rolo_jax.train import optim
 
 PyTree = Any
 
@@ -83,6 +89,23 @@ def _to_numpy(tree: PyTree) -> PyTree:
   return jax.tree_util.tree_map(np.asarray, tree)
 
 
+# `train` JSON key of a checkpoint whose opt_state was written without its parameter average.
+EMA_MARKER = "opt_state_ema"
+_is_ema_state = lambda x: isinstance(x, optim.ParamsEmaState)
+
+
+def _with_ema(opt_state: PyTree, ema: Optional[PyTree]) -> PyTree:
+  """opt_state with every `optim.ParamsEmaState`'s average replaced by `ema` (None: left out)."""
+  return jax.tree_util.tree_map(lambda x: optim.ParamsEmaState(ema) if _is_ema_state(x) else x,
+                                opt_state, is_leaf=_is_ema_state)
+
+
+def _same_tree(a: PyTree, b: PyTree) -> bool:
+  la, ta = jax.tree_util.tree_flatten(a)
+  lb, tb = jax.tree_util.tree_flatten(b)
+  return ta == tb and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
 class Checkpointer:
   """The one orbax CheckpointManager of a training workdir (``<workdir>/checkpoints``).
 
@@ -117,12 +140,19 @@ class Checkpointer:
     params, opt_state = _to_numpy(params), _to_numpy(opt_state)
     _finite_or_raise(params, "params")
     _finite_or_raise(opt_state, "opt_state")
+    train = dict(train)
+    if ema_params is not None:
+      ema_params = _to_numpy(ema_params)
+      _finite_or_raise(ema_params, "ema_params")
+      inner = optim.ema_params(opt_state)
+      if inner is not None and _same_tree(inner, ema_params):
+        # The same average twice (the loop's default): keep the ema_params copy only.
+        opt_state = _with_ema(opt_state, None)
+        train[EMA_MARKER] = "ema_params"
     items = dict(
         params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
         train=ocp.args.JsonSave(to_jsonable(train)), meta=ocp.args.JsonSave(to_jsonable(meta)))
     if ema_params is not None:
-      ema_params = _to_numpy(ema_params)
-      _finite_or_raise(ema_params, "ema_params")
       items["ema_params"] = ocp.args.StandardSave(ema_params)
     if step in self._mgr.all_steps():
       return False
@@ -145,12 +175,23 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
     abstract = lambda t: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, t)
-    out = self._mgr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract(params_like)),
-        opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
-        train=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
-    return {"step": step, "params": out["params"], "opt_state": out["opt_state"],
-            "train": out["train"], "meta": out["meta"]}
+    ema_once = self.read_json(step)["train"].get(EMA_MARKER) == "ema_params"
+    ema_like = optim.ema_params(opt_state_like) if ema_once else None
+    if ema_once and ema_like is None:
+      raise DataError(os.path.join(self.directory, str(step)),
+                      "this checkpoint's optimiser averages the parameters and this run's does not; "
+                      "expected an optimiser state with an `optim.params_ema` link")
+    items = dict(params=ocp.args.StandardRestore(abstract(params_like)),
+                 opt_state=ocp.args.StandardRestore(abstract(
+                     _with_ema(opt_state_like, None) if ema_once else opt_state_like)),
+                 train=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
+    if ema_once:
+      items["ema_params"] = ocp.args.StandardRestore(abstract(ema_like))
+    out = self._mgr.restore(step, args=ocp.args.Composite(**items))
+    opt_state = _with_ema(out["opt_state"], out["ema_params"]) if ema_once else out["opt_state"]
+    train = {k: v for k, v in dict(out["train"]).items() if k != EMA_MARKER}
+    return {"step": step, "params": out["params"], "opt_state": opt_state,
+            "train": train, "meta": out["meta"]}
 
   def read_json(self, step: Optional[int] = None) -> Dict[str, Any]:
     """{'step', 'train', 'meta'} of a checkpoint (the latest by default) without its arrays."""
