@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -140,11 +140,18 @@ def _same_setting(current: Any, saved: Any) -> bool:
 CHECKED_META = ("model", "config", "task", "optimizer", "curriculum", "data")
 
 
+_ABSENT = ConfigMismatchError.ABSENT
+
+
+def _differing_keys(cur: Dict[str, Any], saved: Dict[str, Any]) -> List[str]:
+  return [k for k in sorted(set(cur) | set(saved)) if cur.get(k, _ABSENT) != saved.get(k, _ABSENT)]
+
+
 def _differing(cur: Any, saved: Any) -> str:
   """'a: 1 -> 2, b: ...' for the fields of two JSON dicts that differ (or the whole values)."""
   if isinstance(cur, dict) and isinstance(saved, dict):
-    keys = [k for k in sorted(set(cur) | set(saved)) if cur.get(k, "<absent>") != saved.get(k, "<absent>")]
-    return ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {cur.get(k, '<absent>')!r}" for k in keys)
+    return ", ".join(f"{k}: {saved.get(k, _ABSENT)!r} -> {cur.get(k, _ABSENT)!r}"
+                     for k in _differing_keys(cur, saved))
   return f"{saved!r} -> {cur!r}"
 
 
@@ -164,9 +171,7 @@ def _saved_values(section: str, cur: Any, saved: Any) -> Dict[Any, Any]:
   """{(section, field): saved value} for the fields of two JSON dicts that differ ({} otherwise)."""
   if not (isinstance(cur, dict) and isinstance(saved, dict)):
     return {}
-  absent = ConfigMismatchError.ABSENT
-  return {(section, k): saved.get(k, absent) for k in sorted(set(cur) | set(saved))
-          if cur.get(k, absent) != saved.get(k, absent)}
+  return {(section, k): saved.get(k, _ABSENT) for k in _differing_keys(cur, saved)}
 
 
 def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
