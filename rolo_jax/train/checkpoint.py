@@ -101,6 +101,9 @@ def _with_ema(opt_state: PyTree, ema: Optional[PyTree]) -> PyTree:
 
 
 def _same_tree(a: PyTree, b: PyTree) -> bool:
+  """Equal structure and values; the same object (the loop's default hook) without a comparison."""
+  if a is b:
+    return True
   la, ta = jax.tree_util.tree_flatten(a)
   lb, tb = jax.tree_util.tree_flatten(b)
   return ta == tb and all(np.array_equal(x, y) for x, y in zip(la, lb))
@@ -137,18 +140,19 @@ class Checkpointer:
     ema_params: the run's parameter average (module docstring), or None (no such item).
     Raises NonFiniteCheckpointError (and writes nothing) when params or opt_state hold NaN/Inf.
     """
+    train = dict(train)
+    if ema_params is not None:
+      inner = optim.ema_params(opt_state)
+      if inner is not None and _same_tree(inner, ema_params):
+        # The same average twice (the loop's default): keep the ema_params copy only. Decided
+        # before the host copies below, so the average is copied (and checked) once.
+        opt_state = _with_ema(opt_state, None)
+        train[EMA_MARKER] = "ema_params"
+      ema_params = _to_numpy(ema_params)
+      _finite_or_raise(ema_params, "ema_params")
     params, opt_state = _to_numpy(params), _to_numpy(opt_state)
     _finite_or_raise(params, "params")
     _finite_or_raise(opt_state, "opt_state")
-    train = dict(train)
-    if ema_params is not None:
-      ema_params = _to_numpy(ema_params)
-      _finite_or_raise(ema_params, "ema_params")
-      inner = optim.ema_params(opt_state)
-      if inner is not None and _same_tree(inner, ema_params):
-        # The same average twice (the loop's default): keep the ema_params copy only.
-        opt_state = _with_ema(opt_state, None)
-        train[EMA_MARKER] = "ema_params"
     items = dict(
         params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
         train=ocp.args.JsonSave(to_jsonable(train)), meta=ocp.args.JsonSave(to_jsonable(meta)))
