@@ -106,3 +106,30 @@ def test_non_finite_guard_checks_the_named_metrics_or_all(tmp_path):
   with pytest.raises(loop.NonFiniteError, match="peak_err.*step 2|step 2.*peak_err"):
     run_with_metric(tmp_path, "all", None)
   assert ckpt_lib.Checkpointer(str(tmp_path / "all")).all_steps() == [1]
+
+
+def test_a_workdir_of_another_run_is_refused_before_the_state_is_initialised(tmp_path):
+  # The refusal reads the checkpoint's JSON only: no initialisation (seconds for the paper config),
+  # no restore. The workdir's own settings then initialise once and resume.
+  calls = []
+
+  def init_fn(key):
+    calls.append(1)
+    return loop.TrainState({"w": jnp.zeros(2)}, {"m": jnp.zeros(2)}, jnp.zeros((), jnp.int32))
+
+  def run(meta, seed=SEED):
+    cfg = loop.LoopConfig(workdir=str(tmp_path / "w"), total_steps=2, checkpoint_every=1,
+                          progress=False, seed=seed)
+    return loop.train(init_fn=init_fn, update_fn=lambda s, b, k, p: (
+        s._replace(step=s.step + 1), {"loss": jnp.float32(1.0), "grad_norm": jnp.float32(1.0)}),
+        batch_fn=lambda pos, stage: None, curriculum=loop.fixed_stage(), config=cfg, meta=meta)
+
+  run(META, seed=SEED)
+  assert len(calls) == 1 and ckpt_lib.Checkpointer(str(tmp_path / "w")).all_steps() == [1, 2]
+  with pytest.raises(loop.ConfigMismatchError, match=r"different 'config' than this run \(n: 3 -> 4\)"):
+    run({"model": "toy", "config": {"n": 4}})
+  with pytest.raises(loop.ConfigMismatchError, match=f"trained with seed {SEED}, this run has seed 8"):
+    run(META, seed=8)
+  assert len(calls) == 1
+  _, summary = run(META)   # its own settings: initialised once more (the restore's template)
+  assert len(calls) == 2 and summary["resumed_from"] == 2

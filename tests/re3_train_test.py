@@ -373,8 +373,10 @@ def cli(workdir, *flags, env=None, wait=True):
 
 @pytest.mark.slow
 def test_cli_kill_9_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
-  # Compiled executables are shared between the subprocesses through JAX's persistent cache.
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+  # Compiled executables are shared between the subprocesses through JAX's persistent cache (the
+  # test session's, tests/conftest.py, when there is one).
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                                                                  str(tmp_path / "jax_cache")),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
   steps = ["--steps=24", "--stage_steps=12", "--checkpoint_every=1"]
   done = cli(tmp_path / "a", *steps, "--probe", env=env)   # uninterrupted, then evaluated

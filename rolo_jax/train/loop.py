@@ -297,19 +297,22 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
   ckpt = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep)
   base = jax.random.PRNGKey(config.seed)
   init_key, train_key = jax.random.split(base)
-  state = init_fn(init_key)
   cstate = cur_lib.CurriculumState()
   position = 0
   resumed_from = ckpt.latest_step()
   stage_history = []
   if resumed_from is not None:
-    saved = ckpt.read_json(resumed_from)   # (JSON only: refuse before restoring any array)
+    # JSON only: a workdir of another run is refused before any array is initialised or restored
+    # (for the paper config the initialisation alone takes seconds).
+    saved = ckpt.read_json(resumed_from)
     _check_meta(saved["meta"], meta, workdir)
     if "seed" in saved["train"] and int(saved["train"]["seed"]) != int(config.seed):
       raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed "
                                 f"{saved['train']['seed']}, this run has seed {config.seed}; use "
                                 "another --workdir, or the checkpoint's seed to resume it",
                                 {("train", "seed"): saved["train"]["seed"]})
+  state = init_fn(init_key)   # a fresh run's state, or the restore's template
+  if resumed_from is not None:
     params_like, opt_like = hooks.to_ckpt(state)
     r = ckpt.restore(params_like=params_like, opt_state_like=opt_like, step=resumed_from)
     tr = r["train"]
