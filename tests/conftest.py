@@ -2,13 +2,14 @@
 
 - Import rolo_jax first so its backend choice (CPU when no NVIDIA device is present) happens before
   any test module imports jax.
-- The command-line tests run the experiments in child processes, and most of them compile the same
+- The suite runs on pytest-xdist workers: `-n auto` in pyproject.toml's addopts, and the number
+  `pytest_xdist_auto_num_workers` below picks.
+- The command-line tests run the experiments in child processes, and many of them compile the same
   smoke-sized programs. A persistent JAX compilation cache shared by those children (a folder under
-  the session's pytest temporary directory) lets each program compile once per test session instead
-  of once per child. Only the children read it: jax reads JAX_COMPILATION_CACHE_DIR when it is
+  the worker's pytest temporary directory) lets such a program compile once per worker instead of
+  once per child. Only the children read it: jax reads JAX_COMPILATION_CACHE_DIR when it is
   imported, and this process imported jax before the variables are set. A cached executable is the
-  one the compiler would build, so no result depends on it; a test that sets its own cache folder
-  (the kill -9 test) keeps its own.
+  one the compiler would build, so no result depends on it.
 """
 import os
 
@@ -16,6 +17,23 @@ import pytest
 
 import rolo_jax  # noqa: F401
 import jax  # noqa: F401  (imported before the cache variables below are set: they are for children)
+
+MAX_WORKERS = 2
+
+
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: two workers, or one on a one-core machine.
+
+  Two workers take the suite from ~8.5 to ~5.5 minutes on a 2-core machine (WORKSPACE.md, Test
+  suite). No more than two: a worker peaks at ~4.5 GB of memory, and XLA already runs each test on
+  several threads. PYTEST_XDIST_AUTO_NUM_WORKERS=N sets another number; `-n 0` runs the tests in
+  the pytest process itself.
+  """
+  env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+  if env:
+    return int(env)
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, min(MAX_WORKERS, cores))
 
 
 @pytest.fixture(scope="session", autouse=True)
