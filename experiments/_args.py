@@ -102,3 +102,32 @@ def usage_error(message: str):
 
   print(f"error: {message}", file=sys.stderr)
   raise SystemExit(2)
+
+
+def resume_hint(saved_values, flag_of, *, off_as_zero=(), false_flag: str = "--no{flag}") -> str:
+  """The flags that give a refused workdir's checkpoint settings back, for the end of its
+  ConfigMismatchError message: e.g. '--lr 0.001 --seed 3'; '' when a differing field has no flag
+  or a value no flag takes (then the message's own list of differences is all there is to go by,
+  and a hint is never partial).
+
+  Args:
+    saved_values: `ConfigMismatchError.saved_values`, {(section, field): the checkpoint's value}.
+    flag_of: {(section, field): flag name without dashes} of the experiment.
+    off_as_zero: flags whose "off" is 0 where the checkpoint stores None or nothing.
+    false_flag: how a boolean flag is turned off (absl: '--no{flag}').
+  """
+  from rolo_jax.errors import ConfigMismatchError
+
+  absent = ConfigMismatchError.ABSENT
+  out = []
+  for key, value in saved_values.items():
+    flag = flag_of.get(key)
+    if flag is None:
+      return ""
+    if flag in off_as_zero and (value is None or value == absent):
+      value = 0
+    if value is None or value == absent or isinstance(value, (list, dict)):
+      return ""
+    out.append(f"--{flag}" if value is True else false_flag.format(flag=flag) if value is False
+               else f"--{flag} {value}")
+  return " ".join(out)

@@ -294,6 +294,19 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
   _args.check_paths(parser, out_dirs=[("--workdir", args.workdir)], in_dirs=[("--eval_otb", args.eval_otb)])
 
 
+# (checkpoint meta section, field) -> the flag that sets it, for a refused workdir's hint. A
+# different --config or --data has no entry: the message's list of fields names it.
+FLAG_OF = {("task", "lr"): "lr", ("task", "batch"): "batch", ("task", "lr_decay_every"): "lr_decay_every",
+           ("task", "exemplar_shift"): "exemplar_shift", ("task", "exemplar_stretch"): "exemplar_stretch",
+           ("train", "seed"): "seed"}
+
+
+def resume_flags(saved_values) -> str:
+  """The flags that give a refused workdir's checkpoint settings back ('' when a difference has
+  none; `_args.resume_hint`)."""
+  return _args.resume_hint(saved_values, FLAG_OF)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -303,4 +316,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(cli_main(main)())
+  sys.exit(cli_main(main, mismatch_hint=resume_flags)())

@@ -135,4 +135,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(cli_main(main)())
+  sys.exit(cli_main(main, mismatch_hint=exp.resume_flags)())

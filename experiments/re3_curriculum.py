@@ -39,6 +39,8 @@ import time
 
 from absl import app, flags
 
+from experiments import _args
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("workdir", "./workdirs/re3_curriculum", "Run folder (checkpoints, logs, results).")
@@ -131,8 +133,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1)
   except ConfigMismatchError as e:
-    hint = resume_flags(e.saved_values)
-    print(f"error: {e}" + (f"; the flags that match it: {hint}" if hint else ""), file=sys.stderr)
+    print(f"error: {e.with_hint(resume_flags(e.saved_values))}", file=sys.stderr)
     raise SystemExit(2)
   except (DataError, FileNotFoundError, NotADirectoryError) as e:
     print(f"error: {e}", file=sys.stderr)
@@ -159,19 +160,8 @@ _OFF_AS_ZERO = ("params_ema", "clip_norm")
 def resume_flags(saved_values) -> str:
   """The flags that give a refused workdir's checkpoint settings back, e.g. '--params_ema 0'
   for a workdir trained before the weights' average existed; '' when a difference has no flag
-  (then the message's own list of differences is all there is to go by)."""
-  from rolo_jax.errors import ConfigMismatchError
-  out = []
-  for key, value in saved_values.items():
-    flag = _FLAG_OF.get(key)
-    if flag is None:
-      return ""
-    if flag in _OFF_AS_ZERO and value in (ConfigMismatchError.ABSENT, None):
-      value = 0
-    if value == ConfigMismatchError.ABSENT or isinstance(value, (list, dict)) or value is None:
-      return ""
-    out.append(f"--{flag}" if value is True else f"--no{flag}" if value is False else f"--{flag} {value}")
-  return " ".join(out)
+  (`_args.resume_hint`)."""
+  return _args.resume_hint(saved_values, _FLAG_OF, off_as_zero=_OFF_AS_ZERO)
 
 
 SMOKE = dict(steps=4, stages="2x2,4x1", stage_steps="2", num_train_seqs=3, num_test_seqs=1, test_frames=30,

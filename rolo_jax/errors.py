@@ -46,6 +46,10 @@ class ConfigMismatchError(ValueError):
     self.saved_values = dict(saved_values or {})
     super().__init__(message)
 
+  def with_hint(self, hint: str) -> str:
+    """The message, ending with the flags that match the checkpoint when there are any."""
+    return str(self) + (f"; the flags that match it: {hint}" if hint else "")
+
 
 class NonFiniteCheckpointError(ValueError):
   """Refused to save a checkpoint holding NaN or Inf (nothing was written)."""
@@ -111,10 +115,15 @@ def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
   _check_can_write_below(path, path, flag, "folder can be made")
 
 
-def cli_main(main):
+def cli_main(main, *, mismatch_hint=None):
   """Wrap an entry point so DataError / ConfigMismatchError / an OSError (a missing file, a folder
   where a file was expected, no permission, a full disk: its message names the path) print one
-  clear line and exit 2, and NonFiniteError / NonFiniteCheckpointError one line and exit 1."""
+  clear line and exit 2, and NonFiniteError / NonFiniteCheckpointError one line and exit 1.
+
+  mismatch_hint: saved_values -> the flags that match a refused workdir's checkpoint ('' for
+  none; `experiments._args.resume_hint`), added to a ConfigMismatchError's line as "; the flags
+  that match it: ...".
+  """
   import sys
 
   def wrapped(*args, **kwargs):
@@ -127,7 +136,11 @@ def cli_main(main):
       except OSError:
         pass
       raise SystemExit(0)
-    except (DataError, ConfigMismatchError, OSError) as e:
+    except ConfigMismatchError as e:
+      hint = mismatch_hint(e.saved_values) if mismatch_hint is not None else ""
+      print(f"error: {e.with_hint(hint)}", file=sys.stderr)
+      raise SystemExit(2)
+    except (DataError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       raise SystemExit(2)
     except (NonFiniteError, NonFiniteCheckpointError) as e:

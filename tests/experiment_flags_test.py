@@ -186,3 +186,46 @@ def test_unwritable_output_folder_stops_the_experiment_at_once(tmp_path, module,
   sub = lambda a: a.format(ro=ro, t=tmp_path)
   _assert_usage_error(module, [sub(a) for a in argv], f"{flag}: cannot write in {ro} ({why})")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
+
+
+def test_a_refused_workdir_names_the_flags_that_match_it(capsys):
+  # cli_main ends a ConfigMismatchError's line with the experiment's hint (memtrack's flag table;
+  # re3_curriculum's is tested in re3_train_test), and adds nothing where a field has no flag.
+  from experiments import memtrack
+  from rolo_jax.errors import ConfigMismatchError, cli_main
+
+  def refused(saved_values):
+    def main():
+      raise ConfigMismatchError("w: its checkpoint was trained with a different 'task'", saved_values)
+    return main
+
+  cases = (({("task", "lr"): 0.001, ("task", "batch"): 8}, "; the flags that match it: --lr 0.001 --batch 8"),
+           ({("train", "seed"): 0}, "; the flags that match it: --seed 0"),
+           ({("task", "lr"): 0.001, ("config", "hidden"): 16}, None),   # no flag sets one field alone
+           ({("task", "frames_per_sample"): 17}, None),
+           ({("task", "lr"): ConfigMismatchError.ABSENT}, None))
+  for saved, hint in cases:
+    with pytest.raises(SystemExit) as e:
+      cli_main(refused(saved), mismatch_hint=memtrack.resume_flags)()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: w: its checkpoint was trained with a different 'task'"), err
+    assert err.rstrip().endswith(hint) if hint else "flags that match" not in err, err
+  # Without a hint function the line is the message alone.
+  with pytest.raises(SystemExit):
+    cli_main(refused({("task", "lr"): 0.001}))()
+  assert capsys.readouterr().err == "error: w: its checkpoint was trained with a different 'task'\n"
+
+
+@pytest.mark.slow
+def test_memtrack_cli_refusal_ends_with_the_matching_flag(tmp_path):
+  common = ["--config", "tiny", "--steps", "1", "--num_synthetic", "2", "--n_test", "1",
+            "--baselines", "static", "--no_picture", "--no_progress", "--workdir", str(tmp_path / "w")]
+  run = lambda *extra: subprocess.run([sys.executable, "-m", "experiments.memtrack", *common, *extra],
+                                      cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+  first = run()
+  assert first.returncode == 0, first.stderr[-3000:]
+  r = run("--lr", "0.01")
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+  assert r.stderr.rstrip().endswith("(lr: 0.001 -> 0.01); use another --workdir, or the checkpoint's "
+                                    "settings to resume it; the flags that match it: --lr 0.001"), r.stderr
