@@ -38,15 +38,11 @@ def pytest_xdist_auto_num_workers(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _children_share_a_compilation_cache(tmp_path_factory):
-  names = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES")
-  saved = {n: os.environ.get(n) for n in names}
-  if saved["JAX_COMPILATION_CACHE_DIR"] is None:
-    os.environ.update({names[0]: str(tmp_path_factory.mktemp("jax_cache")), names[1]: "0",
-                       names[2]: "-1"})
-  yield
-  for n, v in saved.items():
-    if v is None:
-      os.environ.pop(n, None)
-    else:
-      os.environ[n] = v
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:   # the caller's own cache: leave it
+    yield
+    return
+  with pytest.MonkeyPatch.context() as mp:   # (monkeypatch itself is per test)
+    mp.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    mp.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    mp.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    yield
