@@ -31,6 +31,9 @@ def pytest_xdist_auto_num_workers(config):
   """
   env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
   if env:
+    if not env.strip().isdigit():
+      raise pytest.UsageError(f"PYTEST_XDIST_AUTO_NUM_WORKERS={env!r}: expected a whole number of "
+                              "workers >= 0 (0: run the tests in the pytest process)")
     return int(env)
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
   return max(1, min(MAX_WORKERS, cores))
