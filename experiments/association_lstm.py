@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -212,16 +213,54 @@ def train(exp: ExperimentConfig, workdir: str, *, detector=None, feature_channel
     batch_fn = sampler.batch
   else:
     batch_fn = lambda position, stage: None
-  state, summary = loop.train(
-      init_fn=lambda key: task_lib.make_train_state(key, cfg, tx), update_fn=update,
-      batch_fn=batch_fn,
-      curriculum=loop.fixed_stage(exp.window, exp.batch),
-      config=loop.LoopConfig(workdir=workdir, total_steps=exp.steps,
-                             checkpoint_every=exp.checkpoint_every, seed=exp.seed,
-                             progress=progress, stop_after=stop_after),
-      meta=meta, lr_fn=schedule)
+  try:
+    state, summary = loop.train(
+        init_fn=lambda key: task_lib.make_train_state(key, cfg, tx), update_fn=update,
+        batch_fn=batch_fn,
+        curriculum=loop.fixed_stage(exp.window, exp.batch),
+        config=loop.LoopConfig(workdir=workdir, total_steps=exp.steps,
+                               checkpoint_every=exp.checkpoint_every, seed=exp.seed,
+                               progress=progress, stop_after=stop_after),
+        meta=meta, lr_fn=schedule)
+  except loop.ConfigMismatchError as e:
+    raise loop.ConfigMismatchError(str(e), field_differences(e.saved_values, meta)) from None
   summary["data_seconds"] = data_s
   return jax.device_get(state.params), cfg, dvec, summary
+
+
+def field_differences(saved_values, meta) -> Dict[Any, Any]:
+  """A refusal's saved values with a nested entry that differs (the task's 'data' and 'loss'
+  dicts) split into its differing fields, ('task', 'data.seed') -> the saved seed, so that a
+  field one flag sets can be named (`resume_flags`)."""
+  from rolo_jax.errors import ConfigMismatchError
+  from rolo_jax.train.checkpoint import to_jsonable
+
+  absent = ConfigMismatchError.ABSENT
+  out = {}
+  for (section, field), old in saved_values.items():
+    cur = to_jsonable(meta.get(section))
+    cur = cur.get(field) if isinstance(cur, dict) else None
+    if not (isinstance(old, dict) and isinstance(cur, dict)):
+      out[(section, field)] = old
+      continue
+    for k in sorted(set(old) | set(cur)):
+      if old.get(k, absent) != cur.get(k, absent):
+        out[(section, f"{field}.{k}")] = old.get(k, absent)
+  return out
+
+
+# (checkpoint meta section, field) -> the flag that sets it alone, for a refused workdir's hint
+# (`field_differences` names the task's data fields). The other TRAIN_FIELDS, the loss and the
+# model config come from --config (and --detector yolo, which sets the features too); --steps and
+# the tracker's settings may change on resume.
+FLAG_OF = {("task", "data.seed"): "seed", ("task", "data.num_train_seqs"): "num_train_seqs",
+           ("train", "seed"): "seed"}
+
+
+def resume_flags(saved_values) -> str:
+  """The flags that give a refused workdir's checkpoint settings back ('' when a difference has
+  none; `_args.resume_hint`)."""
+  return _args.resume_hint(saved_values, FLAG_OF)
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -469,7 +508,7 @@ def parse_args(argv=None):
   return a
 
 
-@cli_main
+@functools.partial(cli_main, mismatch_hint=resume_flags)
 def main(argv=None) -> int:
   a = parse_args(argv)
   if a.config not in CONFIGS:

@@ -109,6 +109,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -119,7 +120,7 @@ from typing import Any, Dict, Optional
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
-from rolo_jax.errors import DataError, check_output_dir, cli_main
+from rolo_jax.errors import ConfigMismatchError, DataError, check_output_dir, cli_main
 from experiments import _args
 
 DEFAULT_DETECTOR = os.path.join("runs", "yolo_pretrain")
@@ -191,14 +192,15 @@ def rolo_config(args):
   return cfg.replace(**over) if over else cfg
 
 
+# --smoke: each of these flags at most this.
+SMOKE_CAPS = {"num_train": 3, "num_test": 2, "steps": 6, "batch": 4, "gifs": 1}
+
+
 def smoke_overrides(args):
   """--smoke: small everything (the same code path)."""
   if args.smoke:
-    args.num_train = min(args.num_train, 3)
-    args.num_test = min(args.num_test, 2)
-    args.steps = min(args.steps, 6)
-    args.batch = min(args.batch, 4)
-    args.gifs = min(args.gifs, 1)
+    for name, cap in SMOKE_CAPS.items():
+      setattr(args, name, min(getattr(args, name), cap))
   return args
 
 
@@ -229,8 +231,11 @@ def prepare_detector(args, log=print):
   det_dir = os.path.join(args.workdir, "detector")
   log(f"detector: training yolo_pretrain's {'smoke' if args.smoke else 'default'} config in {det_dir}")
   t0 = time.time()
-  metrics = yolo_pretrain.run(det_dir, task, eval_sequences=0 if args.smoke else 4,
-                              progress=not args.no_progress, log=log)
+  try:
+    metrics = yolo_pretrain.run(det_dir, task, eval_sequences=0 if args.smoke else 4,
+                                progress=not args.no_progress, log=log)
+  except ConfigMismatchError as e:   # the detector's settings: no flag of this run gives them back
+    raise ConfigMismatchError(str(e)) from None
   return yolo_task.Detector.load(det_dir, **kw), {"detector": os.path.abspath(det_dir),
                                                   "detector_seconds": time.time() - t0,
                                                   "detector_metrics": metrics.get("test")}
@@ -438,6 +443,11 @@ def data_meta(args, prep: Prepared) -> Dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # one ROLO model: train, predict, score, write
 
+def warmup_steps(steps: int) -> int:
+  """The learning-rate warm-up of a ROLO run of `steps` updates (it follows --steps)."""
+  return min(50, max(1, steps // 10))
+
+
 def train_and_track(args, prep: Prepared, cfg, workdir: str, log=print, *, steps: Optional[int] = None):
   """Trains (or resumes) ROLO in <workdir> and predicts every test sequence.
 
@@ -448,14 +458,20 @@ def train_and_track(args, prep: Prepared, cfg, workdir: str, log=print, *, steps
   scale = feature_scale_of(args, prep)
   task = rolo_task.RoloTaskConfig(steps=steps or args.steps, batch=args.batch, lr=args.lr,
                                   feature_scale=scale, seed=args.seed, coord_loss=args.coord_loss,
-                                  weight_decay=args.weight_decay,
-                                  warmup_steps=min(50, max(1, (steps or args.steps) // 10)))
+                                  weight_decay=args.weight_decay, warmup_steps=warmup_steps(steps or args.steps))
   data = rolo_task.window_data(prep.train_caches, prep.label_masks, cfg, scale, task.carry_chunk)
   log(f"ROLO {cfg.name} (N={cfg.window}, {cfg.mode}, {cfg.hidden_from}, carry={cfg.carry_state}): "
       f"{len(data.index)} training examples, feature_scale {scale:.4g}")
   t0 = time.time()
-  params, summary = rolo_task.train_rolo(workdir, cfg, task, data, meta={"data": data_meta(args, prep)},
-                                         progress=not args.no_progress, log=log)
+  try:
+    params, summary = rolo_task.train_rolo(workdir, cfg, task, data, meta={"data": data_meta(args, prep)},
+                                           progress=not args.no_progress, log=log)
+  except ConfigMismatchError as e:
+    # --smoke caps --steps and --batch: a checkpoint's larger value is no hint for this run.
+    saved = {k: e.saved_values.get(("task", k)) for k in ("steps", "batch")}
+    if args.smoke and any(isinstance(v, int) and v > SMOKE_CAPS[k] for k, v in saved.items()):
+      raise ConfigMismatchError(str(e)) from None
+    raise
   train_s = time.time() - t0
   log(f"trained {summary['steps']} steps ({summary['steps_this_run']} this run) in {train_s:.0f} s, "
       f"last loss {summary['last'].get('loss', float('nan')):.4f}")
@@ -610,7 +626,35 @@ def run(args, log=print) -> Dict[str, Any]:
   return run_protocols(args, cfg, log)
 
 
-@cli_main
+# (checkpoint meta section, field) -> the flag that sets it alone, for a refused workdir's hint
+# (add_common_args: rolo_heatmap's flags too). No entry: what --config sets (name, feature_dim, ...),
+# the feature scale (--feature_scale 'auto' / 'protocol' is a number per protocol), the detector (its
+# weights) and the training sequences (--num_train, --train_frames, --data_dir together).
+FLAG_OF = {("task", "steps"): "steps", ("task", "batch"): "batch", ("task", "lr"): "lr",
+           ("task", "coord_loss"): "coord_loss", ("task", "weight_decay"): "weight_decay",
+           ("task", "seed"): "seed", ("train", "seed"): "seed",
+           ("config", "window"): "window", ("config", "hidden_from"): "hidden_from",
+           ("config", "hidden"): "hidden", ("config", "carry_state"): "carry_state",
+           ("config", "hold_detection"): "hold_detection",
+           ("data", "iou_min"): "iou_min", ("data", "history"): "history",
+           ("data", "conf_thresh"): "conf_thresh", ("data", "feature_dim"): "feature_dim"}
+
+
+def resume_flags(saved_values) -> str:
+  """The flags that give a refused workdir's checkpoint settings back ('' when a difference has
+  none; `_args.resume_hint`). The warm-up follows --steps; a faithful read-out's hidden 0 is no
+  --hidden value."""
+  saved = dict(saved_values)
+  steps = saved.get(("task", "steps"))
+  if isinstance(steps, int) and saved.get(("task", "warmup_steps")) == warmup_steps(steps):
+    del saved[("task", "warmup_steps")]
+  hidden = saved.get(("config", "hidden"))
+  if isinstance(hidden, int) and hidden < 1:
+    return ""
+  return _args.resume_hint(saved, FLAG_OF, false_flag="--no-{flag}")
+
+
+@functools.partial(cli_main, mismatch_hint=resume_flags)
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   add_common_args(p, workdir=os.path.join("runs", "rolo"), config="tiny_residual", steps=3000)

@@ -37,6 +37,7 @@ Expected runtime with no flags and a trained detector: ~5-7 min on 2 shared CPU 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Any, Dict, List
@@ -177,7 +178,8 @@ def run(args, log=print) -> Dict[str, Any]:
   return rolo_exp.run_protocols(args, cfg, log, title="ROLO heatmap", after=pictures)
 
 
-@cli_main
+# The flags are experiments.rolo's (add_common_args), and so is the refused workdir's hint.
+@functools.partial(cli_main, mismatch_hint=rolo_exp.resume_flags)
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   rolo_exp.add_common_args(p, workdir=os.path.join("runs", "rolo_heatmap"), config="tiny_heatmap", steps=3000)

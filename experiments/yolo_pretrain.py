@@ -28,6 +28,7 @@ held-out AP@0.5 0.44 at score 0.05.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -108,7 +109,19 @@ def run(workdir: str, task, *, eval_sequences: int = 6, progress: bool = True, l
   return metrics
 
 
-@cli_main
+# (checkpoint meta section, field) -> the flag that sets it alone, for a refused workdir's hint.
+# The task's other fields (frame_stride, warmup_steps, checkpoint_every, ...) come from --config only.
+FLAG_OF = {("task", "steps"): "steps", ("task", "batch"): "batch", ("task", "num_sequences"): "num_sequences",
+           ("task", "lr"): "lr", ("task", "seed"): "seed", ("train", "seed"): "seed"}
+
+
+def resume_flags(saved_values) -> str:
+  """The flags that give a refused workdir's checkpoint settings back ('' when a difference has
+  none; `_args.resume_hint`)."""
+  return _args.resume_hint(saved_values, FLAG_OF)
+
+
+@functools.partial(cli_main, mismatch_hint=resume_flags)
 def main(argv=None) -> int:
   args = parse_args(argv)
   task = task_from_args(args)

@@ -229,3 +229,172 @@ def test_memtrack_cli_refusal_ends_with_the_matching_flag(tmp_path):
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
   assert r.stderr.rstrip().endswith("(lr: 0.001 -> 0.01); use another --workdir, or the checkpoint's "
                                     "settings to resume it; the flags that match it: --lr 0.001"), r.stderr
+
+
+# The hints of the ROLO experiments (rolo_heatmap shares rolo's flags and table), the detector's and
+# the Association LSTM's: (saved values of a refusal, the hint; None: no hint, a field has no flag).
+_ABSENT = "<absent>"   # ConfigMismatchError.ABSENT
+
+
+@pytest.mark.parametrize("module,saved,hint", [
+    ("rolo", {("task", "lr"): 0.001, ("task", "seed"): 3}, "--lr 0.001 --seed 3"),
+    ("rolo", {("task", "steps"): 3000, ("task", "warmup_steps"): 50}, "--steps 3000"),   # warm-up follows
+    ("rolo", {("task", "steps"): 100, ("task", "warmup_steps"): 50}, None),   # not --steps 100's warm-up
+    ("rolo", {("task", "coord_loss"): "iou", ("task", "weight_decay"): 0.0}, "--coord_loss iou --weight_decay 0.0"),
+    ("rolo", {("config", "carry_state"): False, ("config", "hold_detection"): True},
+     "--no-carry_state --hold_detection"),
+    ("rolo", {("config", "hidden_from"): "output_layer", ("config", "hidden"): 256, ("config", "window"): 3},
+     "--hidden_from output_layer --hidden 256 --window 3"),
+    ("rolo", {("config", "hidden_from"): "faithful", ("config", "hidden"): 0}, None),   # no --hidden 0
+    ("rolo", {("data", "iou_min"): 0.3, ("data", "history"): 5, ("data", "conf_thresh"): 0.0},
+     "--iou_min 0.3 --history 5 --conf_thresh 0.0"),
+    ("rolo", {("task", "feature_scale"): 0.0}, None),   # 'protocol' is a number per protocol
+    ("rolo", {("data", "detector"): "0123abcd", ("data", "conf_thresh"): 0.05}, None),
+    ("rolo", {("config", "name"): "tiny", ("config", "window"): 6}, None),
+    ("rolo", {("data", "feature_dim"): _ABSENT}, None),
+    ("yolo_pretrain", {("task", "lr"): 0.002, ("task", "num_sequences"): 2500}, "--lr 0.002 --num_sequences 2500"),
+    ("yolo_pretrain", {("task", "steps"): 6, ("task", "batch"): 4, ("task", "seed"): 1},
+     "--steps 6 --batch 4 --seed 1"),
+    ("yolo_pretrain", {("task", "steps"): 6, ("task", "checkpoint_every"): 3}, None),   # --config smoke's
+    ("yolo_pretrain", {("config", "layers"): [["conv", 3, 16]]}, None),
+    ("association_lstm", {("task", "data.seed"): 0}, "--seed 0"),
+    ("association_lstm", {("task", "data.num_train_seqs"): 200, ("task", "data.seed"): 1},
+     "--num_train_seqs 200 --seed 1"),
+    ("association_lstm", {("task", "data.seed"): 0, ("task", "data.lr"): 0.002}, None),
+    ("association_lstm", {("task", "data"): {"seed": 0}}, None),   # a nested entry not split
+    ("association_lstm", {("task", "detector"): "simulated", ("task", "data.features"): "pixels"}, None),
+])
+def test_rolo_yolo_association_refusals_name_their_flags(capsys, module, saved, hint):
+  import importlib
+
+  from rolo_jax.errors import ConfigMismatchError, cli_main
+
+  exp = importlib.import_module(f"experiments.{module}")
+  assert exp.resume_flags(saved) == (hint or "")
+
+  def main():
+    raise ConfigMismatchError("w: its checkpoint was trained with a different 'task'", saved)
+
+  with pytest.raises(SystemExit) as e:
+    cli_main(main, mismatch_hint=exp.resume_flags)()
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+  assert err.rstrip().endswith(f"; the flags that match it: {hint}") if hint else "flags that match" not in err, err
+
+
+def test_rolo_hint_parses_back_to_the_saved_settings():
+  # The hint, given to experiments.rolo's parser, reproduces the saved values (booleans as
+  # argparse's --no-NAME, choices by name, numbers as argparse reads them).
+  import argparse
+
+  from experiments import rolo as rolo_exp
+
+  saved = {("task", "lr"): 0.0007, ("task", "steps"): 40, ("task", "warmup_steps"): 4,
+           ("task", "coord_loss"): "l1", ("task", "weight_decay"): 1e-05, ("task", "seed"): 2,
+           ("config", "carry_state"): False, ("config", "hold_detection"): False,
+           ("config", "hidden"): 64, ("config", "window"): 6, ("data", "iou_min"): 0.3, ("data", "history"): 5}
+  p = argparse.ArgumentParser()
+  rolo_exp.add_common_args(p, workdir="w", config="tiny_residual", steps=3000)
+  args = p.parse_args(rolo_exp.resume_flags(saved).split())
+  cfg = rolo_exp.rolo_config(args)
+  got = {("task", "lr"): args.lr, ("task", "steps"): args.steps,
+         ("task", "warmup_steps"): rolo_exp.warmup_steps(args.steps), ("task", "coord_loss"): args.coord_loss,
+         ("task", "weight_decay"): args.weight_decay, ("task", "seed"): args.seed,
+         ("config", "carry_state"): cfg.carry_state,
+         ("config", "hold_detection"): cfg.hold_detection, ("config", "hidden"): cfg.hidden,
+         ("config", "window"): cfg.window, ("data", "iou_min"): args.iou_min, ("data", "history"): args.history}
+  assert got == saved
+
+
+def test_association_refusal_splits_the_task_data_into_fields():
+  from experiments import association_lstm as exp
+
+  meta = {"model": "association", "task": {"loss": {"gaps": [1]}, "detector": "simulated",
+                                           "data": {"seed": 1, "num_train_seqs": 3, "gaps": (1,)}}}
+  saved = {("task", "data"): {"seed": 0, "num_train_seqs": 3, "gaps": [1]}, ("task", "detector"): "yolo",
+           ("train", "seed"): 0}
+  assert exp.field_differences(saved, meta) == {("task", "data.seed"): 0, ("task", "detector"): "yolo",
+                                                ("train", "seed"): 0}
+  saved = {("task", "data"): {"seed": 0, "num_train_seqs": 3}}   # a field the checkpoint lacks
+  assert exp.field_differences(saved, meta) == {("task", "data.seed"): 0, ("task", "data.gaps"): _ABSENT}
+
+
+def _refused_then_resumed(main, argv, changed, hint, capsys):
+  """main(argv + changed) is refused with a line ending with `hint`; main(argv + changed + hint)
+  runs."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    main(argv + changed)
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+  assert err.rstrip().endswith(f"the checkpoint's settings to resume it; the flags that match it: {hint}"), err
+  assert main(argv + changed + hint.split()) == 0
+
+
+@pytest.mark.slow
+def test_detector_and_rolo_refusals_resume_with_their_hint(tmp_path, capsys):
+  # Smoke runs through main (cli_main's line and exit status): the detector, then ROLO on it with
+  # a boolean flag whose off form is argparse's --no-NAME.
+  from experiments import rolo as rolo_exp
+  from experiments import yolo_pretrain
+
+  det = str(tmp_path / "det")
+  argv = ["--config", "smoke", "--workdir", det, "--eval_sequences", "1", "--no_progress"]
+  assert yolo_pretrain.main(argv) == 0
+  _refused_then_resumed(yolo_pretrain.main, argv, ["--lr", "0.01"], "--lr 0.002", capsys)
+  argv = ["--smoke", "--protocol", "third_labels", "--detector", det, "--workdir", str(tmp_path / "rolo"),
+          "--gifs", "0", "--no_progress"]
+  assert rolo_exp.main(argv + ["--no-carry_state"]) == 0
+  _refused_then_resumed(rolo_exp.main, argv, [], "--no-carry_state", capsys)
+
+
+@pytest.mark.slow
+def test_association_refusal_resumes_with_its_hint(tmp_path, capsys):
+  from experiments import association_lstm as exp
+
+  argv = ["--config", "smoke", "--workdir", str(tmp_path / "w"), "--no_progress"]
+  assert exp.main(argv) == 0
+  _refused_then_resumed(exp.main, argv, ["--seed", "1"], "--seed 0", capsys)
+
+
+def test_rolo_heatmap_refusal_has_rolos_hint(monkeypatch, capsys):
+  from experiments import rolo_heatmap
+  from rolo_jax.errors import ConfigMismatchError
+
+  def refused(args, log=print):
+    raise ConfigMismatchError("w: its checkpoint was trained with a different 'config'",
+                              {("config", "carry_state"): True})
+
+  monkeypatch.setattr(rolo_heatmap, "run", refused)
+  with pytest.raises(SystemExit) as e:
+    rolo_heatmap.main(["--smoke"])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.rstrip().endswith("; the flags that match it: --carry_state")
+
+
+@pytest.mark.parametrize("smoke,saved,hint", [
+    (True, {("task", "steps"): 3000, ("task", "batch"): 32}, ""),   # --smoke caps them at 6 and 4
+    (True, {("task", "steps"): 6, ("task", "lr"): 0.001}, "--steps 6 --lr 0.001"),
+    (False, {("task", "steps"): 3000, ("task", "batch"): 32}, "--steps 3000 --batch 32"),
+])
+def test_rolo_hint_under_smoke_only_within_its_caps(monkeypatch, smoke, saved, hint):
+  import argparse
+
+  from experiments import rolo as rolo_exp
+  from rolo_jax.errors import ConfigMismatchError
+  from rolo_jax.models import rolo
+  from rolo_jax.train import rolo_task
+
+  def refused(*a, **k):
+    raise ConfigMismatchError("w: its checkpoint was trained with a different 'task'", saved)
+
+  monkeypatch.setattr(rolo_exp, "feature_scale_of", lambda args, prep: 1.0)
+  monkeypatch.setattr(rolo_exp, "data_meta", lambda args, prep: {})
+  monkeypatch.setattr(rolo_task, "window_data", lambda *a: argparse.Namespace(index=[]))
+  monkeypatch.setattr(rolo_task, "train_rolo", refused)
+  args = argparse.Namespace(steps=6 if smoke else 3000, batch=4 if smoke else 32, lr=0.01, seed=0,
+                            coord_loss="iou", weight_decay=0.0, smoke=smoke, no_progress=True)
+  prep = rolo_exp.Prepared(train_caches=[], label_masks=[])
+  with pytest.raises(ConfigMismatchError) as e:
+    rolo_exp.train_and_track(args, prep, rolo.CONFIGS["tiny_residual"], "w", log=lambda *a: None)
+  assert rolo_exp.resume_flags(e.value.saved_values) == hint
