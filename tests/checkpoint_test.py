@@ -215,14 +215,17 @@ def _damage(step_dir, how):
 NO_STRAY_ERRORS = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
 
-@NO_STRAY_ERRORS
-@pytest.mark.parametrize("damage, where, message", [
+LOAD_DAMAGES = [
     ("meta:json", "", "cannot read this checkpoint (JSONDecodeError"),
     ("params:no_data", "/params", "cannot read its stored arrays (ValueError"),
     ("params:cut", "/params", "cannot read its stored arrays (ValueError"),
     ("params:no_manifest", "/params", "its manifest.ocdbt is missing"),
     ("params:gone", "", "no params/ folder"),
-])
+]
+
+
+@NO_STRAY_ERRORS
+@pytest.mark.parametrize("damage, where, message", LOAD_DAMAGES, ids=[d[0] for d in LOAD_DAMAGES])
 def test_damaged_checkpoint_names_its_folder(tmp_path, damage, where, message):
   from rolo_jax.errors import DataError
   step_dir = ck.save_params(str(tmp_path / "w"), {"a": np.ones(300, np.float32)}, {"model": "re3"})
@@ -232,8 +235,7 @@ def test_damaged_checkpoint_names_its_folder(tmp_path, damage, where, message):
   assert str(e.value).startswith(f"{step_dir}{where}: {message}"), str(e.value)
 
 
-@NO_STRAY_ERRORS
-@pytest.mark.parametrize("damage, where, message", [
+RESUME_DAMAGES = [
     ("opt_state:cut", "/opt_state", "cannot read its stored arrays"),
     ("opt_state:no_data", "/opt_state", "cannot read its stored arrays"),
     ("ema_params:cut", "/ema_params", "cannot read its stored arrays"),
@@ -241,7 +243,11 @@ def test_damaged_checkpoint_names_its_folder(tmp_path, damage, where, message):
     ("train:json", "", "cannot read this checkpoint's settings (JSONDecodeError"),
     ("train:json_list", "/train", "expected a JSON object, found [1]"),
     ("meta:gone", "", "cannot read this checkpoint's settings"),
-])
+]
+
+
+@NO_STRAY_ERRORS
+@pytest.mark.parametrize("damage, where, message", RESUME_DAMAGES, ids=[d[0] for d in RESUME_DAMAGES])
 def test_a_damaged_training_checkpoint_is_one_clear_error(tmp_path, damage, where, message):
   """What a resume reads (`read_json`, then `restore`): every damage is a DataError naming the
   folder, before orbax touches the arrays."""
