@@ -1,6 +1,7 @@
 """Errors with a message a user can act on: the file, the line and what was expected."""
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Optional
 
@@ -113,6 +114,18 @@ def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
   if os.path.exists(path) and not os.path.isdir(path):
     raise DataError(path, f"{flag}: this is a file; expected a folder (existing or to be made)")
   _check_can_write_below(path, path, flag, "folder can be made")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse for the command-line entry points: a usage error is one line on stderr,
+  ``error: <what> (see --help)``, and exit status 2, like every other bad input of theirs (plain
+  argparse prints its whole usage block first)."""
+
+  def error(self, message):
+    import sys
+
+    print(f"error: {message} (see --help)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def cli_main(main, *, mismatch_hint=None):

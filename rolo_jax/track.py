@@ -23,19 +23,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from rolo_jax.errors import DataError, check_output_file, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main
 
 
 class _UsageError(Exception):
   pass
-
-
-class _Parser(argparse.ArgumentParser):
-  """argparse that reports a usage error in one line (no usage dump) and exits with status 2."""
-
-  def error(self, message):
-    print(f"error: {message} (see --help)", file=sys.stderr)
-    raise SystemExit(2)
 
 
 class VideoFrames:
@@ -164,7 +156,7 @@ def load_frames(frames_dir: Optional[str], video: Optional[str], max_frames: Opt
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m rolo_jax.track", description=__doc__.split("\n\n")[0])
+  p = ArgumentParser(prog="python -m rolo_jax.track", description=__doc__.split("\n\n")[0])
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--frames", help="folder of frame images (natural sort order)")
   src.add_argument("--video", help="video file readable by OpenCV")
