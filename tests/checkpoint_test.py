@@ -198,6 +198,10 @@ def _damage(step_dir, how):
   elif what == "no_data":
     shutil.rmtree(os.path.join(folder, "d"))
     shutil.rmtree(os.path.join(folder, "ocdbt.process_0"))
+  elif what == "no_process_data":   # the per-process sub-database's data files (params-only saves)
+    sub = os.path.join(folder, "ocdbt.process_0", "d")
+    for name in os.listdir(sub):
+      os.remove(os.path.join(sub, name))
   elif what == "cut":   # every data file cut to 100 bytes (a copy that stopped early)
     for name in os.listdir(os.path.join(folder, "d")):
       os.truncate(os.path.join(folder, "d", name), 100)
@@ -219,6 +223,7 @@ LOAD_DAMAGES = [
     ("meta:json", "", "cannot read this checkpoint (JSONDecodeError"),
     ("params:no_data", "/params", "cannot read its stored arrays (ValueError"),
     ("params:cut", "/params", "cannot read its stored arrays (ValueError"),
+    ("params:no_process_data", "/params", "cannot read its stored arrays (ValueError: a/0: no bytes"),
     ("params:no_manifest", "/params", "its manifest.ocdbt is missing"),
     ("params:gone", "", "no params/ folder"),
 ]
@@ -228,7 +233,9 @@ LOAD_DAMAGES = [
 @pytest.mark.parametrize("damage, where, message", LOAD_DAMAGES, ids=[d[0] for d in LOAD_DAMAGES])
 def test_damaged_checkpoint_names_its_folder(tmp_path, damage, where, message):
   from rolo_jax.errors import DataError
-  step_dir = ck.save_params(str(tmp_path / "w"), {"a": np.ones(300, np.float32)}, {"model": "re3"})
+  # Random values (they do not compress to a few bytes), so they are stored in data files.
+  a = np.random.default_rng(0).normal(size=30000).astype(np.float32)
+  step_dir = ck.save_params(str(tmp_path / "w"), {"a": a}, {"model": "re3"})
   _damage(step_dir, damage)
   with pytest.raises(DataError) as e:
     ck.load_params(str(tmp_path / "w"))
