@@ -47,7 +47,6 @@ MEASURED (2 CPU cores shared with 5-7 other jobs, load average 8-12, this run un
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -60,7 +59,7 @@ from typing import Any, Dict, Optional, Tuple
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, cli_main
 from rolo_jax.mot.association_tracker import TrackerConfig
 from experiments import _args
 
@@ -416,9 +415,9 @@ def parse_frame_size(text: Optional[str]) -> Optional[Tuple[float, float]]:
   try:
     w, h = (float(v) for v in text.lower().split("x"))
   except ValueError:
-    raise SystemExit(f"--frame_size must be WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
+    _args.usage_error(f"--frame_size {text!r}: expected WIDTHxHEIGHT (e.g. 640x480)")
   if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
-    raise SystemExit(f"--frame_size must be positive, got {text!r}")
+    _args.usage_error(f"--frame_size {text!r}: expected a finite width and height > 0 (e.g. 640x480)")
   return w, h
 
 
@@ -453,6 +452,8 @@ def track_det(det_path: str, out_path: str, checkpoint: str, *,
   from rolo_jax.mot import run_mot
 
   dets = read_mot_file(det_path, "det")
+  if not len(dets.frame):   # valid MOT input (a detector that found nothing), but worth a word
+    print(f"note: {det_path} holds no detections; the results are empty", file=sys.stderr)
   gt = read_mot_file(gt_path, "gt") if gt_path else None
   size = frame_size_for(det_path, frame_size, dets, gt)
   tr = at.from_checkpoint(checkpoint, tracker_cfg or at.TrackerConfig(), size)
@@ -475,7 +476,7 @@ def track_det(det_path: str, out_path: str, checkpoint: str, *,
 # ------------------------------------------------------------------------------------------ main
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog="python -m experiments.association_lstm",
+  p = ArgumentParser(prog="python -m experiments.association_lstm",
                               description=__doc__.split("\n")[0])
   p.add_argument("--config", default="default", help=f"one of {sorted(CONFIGS)}")
   p.add_argument("--workdir", default=None, help="run folder (default runs/association_<config>)")
@@ -512,7 +513,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
   a = parse_args(argv)
   if a.config not in CONFIGS:
-    raise SystemExit(f"unknown --config {a.config!r}; choose from {sorted(CONFIGS)}")
+    _args.usage_error(f"--config {a.config!r}: unknown; choose from {', '.join(sorted(CONFIGS))}")
   # A det.txt is tracked with the boxes-only model: its tracker settings unless --config is given.
   exp = CONFIGS["boxes" if a.track_det and a.config == "default" else a.config]
   over = {k: getattr(a, k) for k in ("steps", "num_train_seqs", "num_test_seqs", "seed", "max_age")

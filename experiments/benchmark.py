@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from experiments import _args
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 
 Record = Dict[str, Any]
 BENCHMARKS: Dict[str, Callable[[argparse.Namespace], List[Record]]] = {}
@@ -473,10 +473,17 @@ def apply_only(only: str, args: argparse.Namespace) -> List[str]:
   """
   names: List[str] = []
   configs: Dict[str, List[str]] = {}
-  for entry in (e.strip() for e in only.split(",")):
+  entries = [e.strip() for e in only.split(",")]
+  if only.strip() and not any(entries):   # '' means all; ',' or ' , ' is a slip, not "run everything"
+    raise ValueError(f"--only {only!r}: no benchmark names (leave it out to run all)")
+  for entry in entries:
     if not entry:
       continue
-    name, _, config = entry.partition(":")
+    name, sep, config = entry.partition(":")
+    if sep and not config:
+      raise ValueError(f"--only {entry}: no config after the ':' (NAME:CONFIG, or NAME for its default)")
+    if entries.count(entry) > 1:
+      raise ValueError(f"--only: {entry} named twice")
     if name not in BENCHMARKS:
       raise ValueError(f"unknown benchmark {name!r} in --only; known: {', '.join(sorted(BENCHMARKS))}")
     if name not in names:
@@ -494,7 +501,7 @@ def apply_only(only: str, args: argparse.Namespace) -> List[str]:
 
 @cli_main
 def main(argv: Optional[List[str]] = None) -> List[Record]:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--only", default="", help="comma-separated benchmark names (default: all); "
                  "NAME:CONFIG runs that benchmark on that config only (e.g. re3:paper)")
   p.add_argument("--repeats", type=_args.whole(1), default=5, help="timed runs per case (median reported)")

@@ -41,14 +41,14 @@ import rolo_jax  # noqa: F401  (backend choice before jax is imported)
 
 import numpy as np
 
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 from experiments import _args
 
 BASELINES = ("csrt", "kcf", "static")
 
 
 def build_parser(prog: str = "python -m experiments.memtrack") -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+  p = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", default="runs/memtrack", help="checkpoints, logs, results")
   p.add_argument("--config", default="cpu", help="model config (rolo_jax.models.memtrack.CONFIGS)")
   p.add_argument("--data", default="synthetic", help="synthetic | otb | got10k | vid")

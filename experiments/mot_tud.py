@@ -36,7 +36,6 @@ empty det.txt gives empty results (MOTA 0, every box a miss).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -45,14 +44,14 @@ import time
 import rolo_jax  # noqa: F401  (backend choice before jax)
 
 from experiments import _args
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, cli_main
 
 
 def parse_args(argv=None):
   from rolo_jax.data import paths
 
   shared = paths.shared_data()
-  p = argparse.ArgumentParser(prog="python -m experiments.mot_tud", description=__doc__.split("\n")[0])
+  p = ArgumentParser(prog="python -m experiments.mot_tud", description=__doc__.split("\n")[0])
   p.add_argument("--data", default=os.path.join(shared, "mot", "TUD-Campus") if shared else None,
                  help="folder with det.txt, gt.txt (and tracker_output.txt)")
   p.add_argument("--checkpoint", default="runs/association_boxes",
@@ -88,6 +87,8 @@ def main(argv=None) -> int:
   if not os.path.isfile(det_path) and os.path.isfile(os.path.join(a.data, "det", "det.txt")):
     det_path, gt_path = os.path.join(a.data, "det", "det.txt"), os.path.join(a.data, "gt", "gt.txt")
   dets = read_mot_file(det_path, "det")
+  if not len(dets.frame):   # valid MOT input (a detector that found nothing), but worth a word
+    print(f"note: {det_path} holds no detections; the results are empty", file=sys.stderr)
   gt = read_mot_file(gt_path, "gt", allow_empty=False)
   size = assoc_exp.parse_frame_size(a.frame_size)
   exp = assoc_exp.CONFIGS["boxes"]

@@ -21,7 +21,6 @@ mostly CSRT and JPEG decoding.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 
 from rolo_jax import trackers
 from experiments import _args
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 
 TRACKERS = ("static", "kcf", "csrt")
 
@@ -91,8 +90,20 @@ def run(data: str, out: str, sequences_json: Optional[str] = None, tracker_names
   return fps_table
 
 
+def _checkpoint_free() -> List[str]:
+  """The registered trackers that can be made without a checkpoint."""
+  out = []
+  for name in trackers.available():
+    try:
+      trackers.make_tracker(name)
+    except (ValueError, ImportError):
+      continue
+    out.append(name)
+  return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--data", required=True, help="folder of OTB sequence folders")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--sequences", default=None, help="otb100_sequences.json (frame ranges)")
@@ -103,11 +114,19 @@ def main(argv: Optional[List[str]] = None) -> int:
   tracker_names = [t.strip() for t in args.trackers.split(",") if t.strip()]
   if not tracker_names:
     p.error(f"--trackers {args.trackers!r}: no tracker names; known: {', '.join(trackers.available())}")
+  for flag, given in (("--trackers", tracker_names), ("--names", [n.strip() for n in names or []])):
+    twice = sorted({n for n in given if given.count(n) > 1})
+    if twice:
+      p.error(f"{flag}: {', '.join(twice)} named twice")
   for name in tracker_names:
     try:
       trackers.make_tracker(name)
     except trackers.UnknownTrackerError as e:
       p.error(str(e))
+    except ValueError:   # a learned tracker: it needs a checkpoint, which this command has no flag for
+      p.error(f"--trackers {name}: a learned tracker needs a checkpoint, which otb_baselines does not "
+              f"take; it runs {', '.join(_checkpoint_free())}. Track with a learned one through "
+              f"'python -m rolo_jax.track --checkpoint DIR' and score it with 'python -m rolo_jax.evaluate'")
   if names is not None and not [n for n in names if n.strip()]:
     p.error(f"--names {args.names!r}: no sequence names")
   _args.check_paths(p, out_dirs=[("--out", args.out)])

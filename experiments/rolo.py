@@ -120,7 +120,7 @@ from typing import Any, Dict, Optional
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
-from rolo_jax.errors import ConfigMismatchError, DataError, check_output_dir, cli_main
+from rolo_jax.errors import ArgumentParser, ConfigMismatchError, DataError, check_output_dir, cli_main
 from experiments import _args
 
 DEFAULT_DETECTOR = os.path.join("runs", "yolo_pretrain")
@@ -300,6 +300,10 @@ def load_sequences(args, protocols, log=print):
   sj = args.sequences_json or find_sequences_json(args.data_dir)
   seqs = read_otb_dataset(args.data_dir, sequences_json=sj)
   log(f"{len(seqs)} sequences from {args.data_dir}")
+  if "sequences" in protocols and len(seqs) < 2:
+    raise DataError(args.data_dir, f"--protocol {args.protocol}: the 'sequences' protocol trains on "
+                    f"some sequences and tests on the others, so it needs at least 2, found "
+                    f"{len(seqs)}; --protocol first_third or third_labels splits one sequence's frames")
   tr, te = rolo_task.split_sequences(len(seqs), args.test_fraction) if "sequences" in protocols else ([], [])
   return seqs, tr, te, list(range(len(seqs)))
 
@@ -656,7 +660,7 @@ def resume_flags(saved_values) -> str:
 
 @functools.partial(cli_main, mismatch_hint=resume_flags)
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n")[0])
   add_common_args(p, workdir=os.path.join("runs", "rolo"), config="tiny_residual", steps=3000)
   # The defaults that beat YOLO and YOLO + SORT on the held-out sequences (module docstring);
   # the paper's model: --config tiny --coord_loss mse --feature_scale auto --num_train 100

@@ -36,7 +36,6 @@ Expected runtime with no flags and a trained detector: ~5-7 min on 2 shared CPU 
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -47,7 +46,7 @@ import numpy as np
 
 from experiments import _args
 from experiments import rolo as rolo_exp
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 
 PAD = 3          # frames drawn before and after an occlusion
 MAX_SHOWN = 30   # a longer occlusion is drawn around its most covered frame
@@ -181,7 +180,7 @@ def run(args, log=print) -> Dict[str, Any]:
 # The flags are experiments.rolo's (add_common_args), and so is the refused workdir's hint.
 @functools.partial(cli_main, mismatch_hint=rolo_exp.resume_flags)
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n")[0])
   rolo_exp.add_common_args(p, workdir=os.path.join("runs", "rolo_heatmap"), config="tiny_heatmap", steps=3000)
   run(p.parse_args(argv))
   return 0

@@ -23,7 +23,6 @@ Expected runtime with no flags and a trained detector: ~8-12 min on 2 shared CPU
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ import rolo_jax  # noqa: F401
 
 from experiments import _args
 from experiments import rolo as rolo_exp
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 
 
 def plot_steps(rows, refs, out_png: str) -> str:
@@ -122,7 +121,7 @@ def run(args, log=print) -> Dict[str, Any]:
 
 @cli_main
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n")[0])
   rolo_exp.add_common_args(p, workdir=os.path.join("runs", "rolo_steps"), config="tiny", steps=1500)
   p.set_defaults(protocol="first_third", num_test=30, gifs=0)
   p.add_argument("--steps_list", default="1,3,6,9", help="window lengths N to compare")

@@ -27,7 +27,6 @@ held-out AP@0.5 0.44 at score 0.05.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -37,12 +36,12 @@ import time
 import rolo_jax  # noqa: F401  (backend choice before jax)
 import numpy as np
 
-from rolo_jax.errors import cli_main
+from rolo_jax.errors import ArgumentParser, cli_main
 from experiments import _args
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--workdir", default="runs/yolo_pretrain")
   p.add_argument("--config", default="default", help="yolo_task.TASK_CONFIGS name: default | smoke")
   p.add_argument("--steps", type=_args.whole(1), default=None)
@@ -61,7 +60,7 @@ def task_from_args(args):
   from rolo_jax.train import yolo_task
 
   if args.config not in yolo_task.TASK_CONFIGS:
-    raise SystemExit(f"unknown --config {args.config!r}; choose from {sorted(yolo_task.TASK_CONFIGS)}")
+    _args.usage_error(f"--config {args.config!r}: unknown; choose from {', '.join(sorted(yolo_task.TASK_CONFIGS))}")
   task = yolo_task.TASK_CONFIGS[args.config]
   over = {k: getattr(args, k) for k in ("steps", "batch", "num_sequences", "lr", "seed")
           if getattr(args, k) is not None}

@@ -219,6 +219,7 @@ def test_det_txt_cli_empty_and_malformed(tmp_path, capsys):
   out = tmp_path / "res.txt"
   assert exp.main(["--track_det", str(empty), "--checkpoint", ckpt, "--out", str(out)]) == 0
   assert out.read_text() == ""
+  assert capsys.readouterr().err == f"note: {empty} holds no detections; the results are empty\n"
   bad = tmp_path / "bad.txt"
   bad.write_text("1,-1,10,10,20,20,0.9,-1,-1,-1\n2,-1,10,abc,20,20,0.9,-1,-1,-1\n")
   with pytest.raises(SystemExit) as e:

@@ -66,7 +66,7 @@ def check_integer(path: str, values: np.ndarray, lines: np.ndarray, what: str) -
   bad = np.nonzero(frac)[0]
   if len(bad):
     i = bad[0]
-    shown = values[i].tolist() if values.ndim == 2 else values[i]
+    shown = values[i].tolist() if values.ndim == 2 else float(values[i])
     raise DataError(path, f"{what} must be a whole number, got {shown!r}", line=int(lines[i]))
   return values.astype(np.int64)
 

@@ -50,7 +50,8 @@ def read_mot_file(path: str | os.PathLike, kind: str = "gt", *, allow_empty: boo
     path: gt.txt, det.txt or a tracker's results file.
     kind: 'gt' (ids must be >= 0 and unique per frame), 'det' (any id, usually -1) or 'results'
       (ids >= 0, unique per frame).
-    allow_empty: False: a file without rows is a DataError (a ground truth to score against).
+    allow_empty: False: a file without rows is a DataError (a ground truth to score against, the
+      detections to track).
   Returns:
     Objects with frame 0-based (file frame - 1), box x,y,w,h, score (conf column; 1 when absent),
     label (class column or -1), visibility (column 9 or 1). An empty file gives empty Objects.
@@ -65,8 +66,9 @@ def read_mot_file(path: str | os.PathLike, kind: str = "gt", *, allow_empty: boo
   rows, lines = _common.rows_with_lines(path, _COLUMNS[kind], what=_WHAT, one_row_per_frame=False)
   if len(rows) == 0:
     if not allow_empty:
+      why = "there are no detections to track" if kind == "det" else "there is nothing to score against"
       raise DataError(path, f"the {'ground truth' if kind == 'gt' else kind + ' file'} has no rows: "
-                            "there is nothing to score against (expected frame,id,x,y,w,h,... rows)")
+                            f"{why} (expected frame,id,x,y,w,h,... rows)")
     return Objects.empty()
   frame = _common.check_integer(path, rows[:, 0], lines, "frame")
   bad = np.nonzero(frame < 1)[0]

@@ -29,12 +29,12 @@ import json
 import os
 import re
 import warnings
-from typing import Any, Dict, List, Optional, Sequence as Seq, Union
+from typing import Any, Dict, List, Optional, Sequence as Seq, Tuple, Union
 
 import numpy as np
 
 from rolo_jax.data.formats import _common
-from rolo_jax.data.images import list_images, natural_key
+from rolo_jax.data.images import image_size, list_images, natural_key
 from rolo_jax.data.sequence import ImageFiles, Sequence
 from rolo_jax.errors import DataError
 
@@ -55,9 +55,34 @@ def read_otb_annotation(path: str | os.PathLike) -> np.ndarray:
     DataError naming the file and line for a wrong column count, a non-number or a negative
     width/height (zero sizes occur in the benchmark's files and pass).
   """
+  return _annotation_with_lines(path)[0]
+
+
+def _annotation_with_lines(path) -> Tuple[np.ndarray, np.ndarray]:
+  """`read_otb_annotation`'s rows and the file line of each."""
   rows, lines = _common.rows_with_lines(os.fspath(path), 4, what="x,y,w,h")
   _common.check_nonnegative_size(os.fspath(path), rows, lines)
-  return rows
+  return rows, lines
+
+
+def _check_initial_box(gt_path: str, line: int, box: np.ndarray, first_frame: str) -> None:
+  """DataError (file and line) unless the sequence's first box can start a tracker: finite, with
+  width and height > 0, and overlapping its first frame. Every tracker starts from this box; one
+  outside the image used to be tracked as given (KCF reported a 1x1 box in the corner, and a
+  detector-based scorer credited a box that never moved)."""
+  x, y, w, h = (float(v) for v in box)
+  if not (np.all(np.isfinite(box)) and w > 0 and h > 0):
+    raise DataError(f"{gt_path}, line {line}", f"the first frame's box {x:g},{y:g},{w:g},{h:g} "
+                    "starts the trackers; expected a finite box with width and height > 0")
+  try:
+    width, height = image_size(first_frame)
+  except DataError:   # an unreadable frame is named where it is first decoded (frames stay lazy)
+    return
+  # Pixels 1..W (the benchmark's convention) or 0..W-1: a box touching either range overlaps.
+  if x >= width + 1 or y >= height + 1 or x + w <= 0 or y + h <= 0:
+    raise DataError(f"{gt_path}, line {line}", f"the first frame's box {x:g},{y:g},{w:g},{h:g} "
+                    f"lies outside the {width}x{height} first image ({first_frame}); expected a "
+                    "box that overlaps it")
 
 
 def _norm_name(name: str) -> str:
@@ -266,7 +291,7 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
       else:
         sep = OTB100_TARGET_SEPARATOR.get(folder.lower(), ".")
       name = f"{folder}{sep}{k}"
-    boxes = read_otb_annotation(gt_path)
+    boxes, lines = _annotation_with_lines(gt_path)
     meta: Dict[str, Any] = {"gt_file": gt_path, "target": None if k is None else int(k),
                             "benchmark_name": entry["name"] if entry else name}
     if attributes is not None:
@@ -280,7 +305,7 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
         # The file has a row for every image of img/ (not yet cut to the benchmark's range, as
         # anno_TB100's files are): take the rows of the range's images.
         first = images.index(frames[0])
-        boxes = boxes[first:first + len(frames)]
+        boxes, lines = boxes[first:first + len(frames)], lines[first:first + len(frames)]
         meta["gt_cut_to_range"] = True
       n = _common.count_mismatch(
           strict, gt_path, len(boxes), f"the frame range {start}..{end} of {entry['name']}",
@@ -294,6 +319,8 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
           strict, gt_path, len(boxes), "img/", len(frames),
           "pass sequences_json=otb100_sequences.json to take the benchmark's frame range, or "
           f"strict=False to use the first {min(len(boxes), len(frames))} frames", frames)
+    if n:
+      _check_initial_box(gt_path, int(lines[0]), boxes[0], frames[0])
     if n != len(boxes) or n != len(frames):
       meta["truncated"] = (f"{len(frames)} frames and {len(boxes)} boxes; kept the first {n} "
                            "(strict=False)")
