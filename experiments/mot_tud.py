@@ -90,6 +90,9 @@ def main(argv=None) -> int:
   if not len(dets.frame):   # valid MOT input (a detector that found nothing), but worth a word
     print(f"note: {det_path} holds no detections; the results are empty", file=sys.stderr)
   gt = read_mot_file(gt_path, "gt", allow_empty=False)
+  # The reference tracker's results, read before any training or tracking: a damaged file is
+  # named at once, not after the trackers have run.
+  reference = read_mot_file(ref_path, "results") if os.path.isfile(ref_path) else None
   size = assoc_exp.parse_frame_size(a.frame_size)
   exp = assoc_exp.CONFIGS["boxes"]
   t0 = time.time()
@@ -117,8 +120,8 @@ def main(argv=None) -> int:
     hyps[name] = run_mot(tr, dets, num_frames)
     seconds[name] = time.time() - t1
     mot_io.write_mot_results(os.path.join(a.out_dir, "results", f"{name}.txt"), hyps[name])
-  if os.path.isfile(ref_path):
-    hyps = {"reference": read_mot_file(ref_path, "results"), **hyps}
+  if reference is not None:
+    hyps = {"reference": reference, **hyps}
   metrics = {name: mot_eval.evaluate_sequence(gt, h) for name, h in hyps.items()}
   table = assoc_exp.overall_table(metrics)
   os.makedirs(a.out_dir, exist_ok=True)

@@ -128,20 +128,43 @@ class ArgumentParser(argparse.ArgumentParser):
     raise SystemExit(2)
 
 
+# The project's own files (rolo_jax/ and, beside it, experiments/): their warnings are notes.
+_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _one_line_notes(show):
+  """A `warnings.showwarning` that prints the project's own UserWarnings (a skipped folder, a cut
+  sequence) as one 'note: ...' line instead of Python's two (file:line: UserWarning: ..., then the
+  source line of the warn call); other warnings go to `show` as before."""
+  import sys
+
+  def note(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(_PROJECT_DIR + os.sep):
+      print(f"note: {message}", file=file or sys.stderr)
+    else:
+      show(message, category, filename, lineno, file, line)
+
+  return note
+
+
 def cli_main(main, *, mismatch_hint=None):
   """Wrap an entry point so DataError / ConfigMismatchError / an OSError (a missing file, a folder
   where a file was expected, no permission, a full disk: its message names the path) print one
-  clear line and exit 2, and NonFiniteError / NonFiniteCheckpointError one line and exit 1.
+  clear line and exit 2, and NonFiniteError / NonFiniteCheckpointError one line and exit 1. While
+  it runs, the project's own UserWarnings print as one 'note: ...' line each (`_one_line_notes`).
 
   mismatch_hint: saved_values -> the flags that match a refused workdir's checkpoint ('' for
   none; `experiments._args.resume_hint`), added to a ConfigMismatchError's line as "; the flags
   that match it: ...".
   """
   import sys
+  import warnings
 
   def wrapped(*args, **kwargs):
     try:
-      return main(*args, **kwargs)
+      with warnings.catch_warnings():
+        warnings.showwarning = _one_line_notes(warnings.showwarning)
+        return main(*args, **kwargs)
     except BrokenPipeError:
       # Output piped into e.g. `head`, which closed early: not an error of ours.
       try:

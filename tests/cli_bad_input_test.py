@@ -150,3 +150,33 @@ def test_a_fractional_mot_id_is_shown_as_a_number(tmp_path):
   with pytest.raises(DataError) as e:
     read_mot_file(p, "gt")
   assert "line 2" in str(e.value) and "got 2.5" in str(e.value) and "np." not in str(e.value)
+
+
+def test_a_damaged_reference_result_is_named_before_any_training(tmp_path, capsys):
+  """mot_tud read the reference tracker's results only after training and tracking."""
+  from experiments import mot_tud
+
+  rows = "1,1,10,10,20,20,1,1,1\n2,1,12,10,20,20,1,1,1\n"
+  (tmp_path / "gt.txt").write_text(rows)
+  (tmp_path / "det.txt").write_text(rows.replace(",1,1,1\n", ",0.9,-1,-1,-1\n"))
+  (tmp_path / "tracker_output.txt").write_text("1,1,10,10,20,20,1,-1,-1,-1\n2,x,1,1,1,1,1,-1,-1,-1\n")
+  err = _one_line_exit_2(capsys, mot_tud.main, ["--data", str(tmp_path), "--checkpoint", str(tmp_path / "none"),
+                                                "--out_dir", str(tmp_path / "out"), "--no_train"],
+                         "tracker_output.txt, line 2")
+  assert "no checkpoint" not in err and not (tmp_path / "out").exists()
+
+
+def test_the_projects_warnings_are_one_line_notes_in_a_command(capsys, recwarn):
+  import warnings
+
+  from rolo_jax.errors import cli_main
+
+  def main():
+    warnings.warn("skipped 1 entries that are not OTB sequence folders")   # from this (project) file
+    warnings.warn_explicit("not ours", UserWarning, "/elsewhere/lib.py", 7)
+    return 0
+
+  assert cli_main(main)() == 0
+  assert capsys.readouterr().err == "note: skipped 1 entries that are not OTB sequence folders\n"
+  # Another package's warning goes where it went before (here: pytest's record of it).
+  assert [str(w.message) for w in recwarn] == ["not ours"]
