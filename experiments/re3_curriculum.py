@@ -96,6 +96,9 @@ flags.DEFINE_bool("eval_only", False, "Skip training; evaluate the workdir's lat
 flags.DEFINE_bool("eval", True, "Evaluate after training (--noeval: train only).")
 flags.DEFINE_bool("smoke", False, "A seconds-long configuration of the same code path (tests).")
 flags.DEFINE_string("eval_otb", None, "Also score the trained model on the OTB sequences in this folder.")
+flags.DEFINE_string("sequences_json", None, "otb100_sequences.json (the benchmark's frame ranges) for --data "
+                    "otb and --eval_otb; found beside the data when omitted. A sequence whose boxes and "
+                    "frames differ in number is an error.")
 flags.DEFINE_string("baselines", "static,kcf,csrt", "Baseline trackers to compare with.")
 flags.DEFINE_bool("gif", True, "Render an annotated GIF of one test sequence.")
 flags.DEFINE_bool("probe", False, "Also measure how one step corrects a crop box of the wrong size or "
@@ -229,7 +232,7 @@ def run():
   from rolo_jax.train import curriculum as cur
   from rolo_jax.train import re3_data, re3_task
   from rolo_jax.train.checkpoint import load_params
-  from rolo_jax.trackers.re3 import config_from_meta
+  from rolo_jax.trackers.re3 import checked_config
 
   s = _settings()
   _check_numbers(s)   # (pure Python: touches no device)
@@ -248,6 +251,11 @@ def run():
     raise _UsageError(f"--eval_otb {s['eval_otb']}: no such folder")
   if s["data"] != "synthetic" and not s["eval_only"] and not s["data_dir"]:
     raise _UsageError(f"--data {s['data']} needs --data_dir")
+  if s["sequences_json"] is not None:
+    if not os.path.isfile(s["sequences_json"]):
+      raise _UsageError(f"--sequences_json {s['sequences_json']}: no such file")
+    if not s["eval_otb"] and (s["data"] != "otb" or s["eval_only"]):
+      raise _UsageError("--sequences_json is read only with --data otb or --eval_otb")
   os.makedirs(workdir, exist_ok=True)
   if s["config"] not in re3.CONFIGS:
     raise _UsageError(f"--config {s['config']!r}: known configs {sorted(re3.CONFIGS)}")
@@ -280,6 +288,10 @@ def run():
                                  centre_noise=s["centre_noise"], nudge_pred=s["nudge_pred"],
                                  min_visible=s["min_visible"])
   log = lambda msg: print(msg, flush=True)
+  otb_seqs = None
+  if s["eval_otb"] and (s["eval"] or s["eval_only"]):
+    # Read before training, so that a folder the reader refuses costs seconds, not the run.
+    otb_seqs = _read_otb(s["eval_otb"], s["sequences_json"])
 
   train_info = {}
   real_names = []
@@ -288,7 +300,10 @@ def run():
     pool = re3_data.synthetic_pool(s["num_train_seqs"], s["synthetic_preset"])
     real = []
     if s["data"] != "synthetic":
-      real = re3_data.real_sequences(s["data"], s["data_dir"])
+      otb_kw = {}
+      if s["data"] == "otb":   # strict, as in otb_baselines and rolo (`_read_otb`)
+        otb_kw = dict(strict=True, sequences_json=_sequences_json(s["data_dir"], s["sequences_json"]))
+      real = re3_data.real_sequences(s["data"], s["data_dir"], **otb_kw)
       real_names = [q.name for q in real]
     sampler = re3_data.Re3Sampler(pool, real, seed=s["seed"], p_real=s["p_real"])
     log(f"data: {len(pool)} synthetic + {len(real)} real tracks, canvas {sampler.canvas_hw} "
@@ -322,7 +337,9 @@ def run():
     return
 
   params, meta = load_params(workdir, raw=s["eval_raw"])
-  model_cfg = config_from_meta(meta)
+  # Another model's checkpoint, an unknown config or params of another shape: one DataError
+  # naming the workdir, as `rolo_jax.track` gives for the same folder.
+  model_cfg = checked_config(s["workdir"], params, meta)
   real_names = meta.get("real_train_sequences", real_names)
   t0 = time.time()
   test = synthetic.make_split("test", s["num_test_seqs"])
@@ -346,9 +363,7 @@ def run():
                       "trackers": res["summary"]},
              "train": train_info, "eval_seconds": eval_seconds}
   _write_reports(workdir, res, test, "synthetic test", gif=s["gif"])
-  if s["eval_otb"]:
-    from rolo_jax.data.formats.otb import read_otb_dataset
-    otb_seqs = read_otb_dataset(s["eval_otb"], strict=False)
+  if otb_seqs is not None:
     held = [q for q in otb_seqs if q.name not in set(real_names)]
     if len(held) < len(otb_seqs):
       log(f"OTB: leaving out {len(otb_seqs) - len(held)} sequences the model was trained on")
@@ -384,6 +399,19 @@ def run():
       + f"; total {metrics['total_seconds']:.0f} s; results in {workdir}")
 
 
+def _sequences_json(folder, given):
+  """The otb100_sequences.json for an OTB folder: `given`, else the one found beside it, else None."""
+  from experiments.otb_baselines import find_sequences_json
+  return given or find_sequences_json(folder)
+
+
+def _read_otb(folder, sequences_json):
+  """The OTB sequences of `folder`, read strictly (a DataError for a sequence whose boxes and
+  frames differ in number) with the benchmark's frame ranges where a sequences json is known."""
+  from rolo_jax.data.formats.otb import read_otb_dataset
+  return read_otb_dataset(folder, sequences_json=_sequences_json(folder, sequences_json))
+
+
 def _write_reports(out_dir, res, sequences, title, gif=True):
   from rolo_jax.eval import plots, render
   os.makedirs(out_dir, exist_ok=True)
@@ -401,7 +429,7 @@ _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "params_ema", "eval_raw", "conv1_lr_scale",
               "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "norm", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
-              "eval_otb", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
+              "eval_otb", "sequences_json", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from rolo_jax.data import synthetic
 from rolo_jax.data.sequence import ArrayFrames, Sequence
-from rolo_jax.models import re3
+from rolo_jax.models import association, re3
 from rolo_jax.train import checkpoint as ck
 from rolo_jax.train import curriculum as cur
 from rolo_jax.train import loop, optim, re3_data, re3_task
@@ -496,6 +496,7 @@ def test_resume_flags_translate_saved_settings_to_flags():
     ("--stage_steps=2,2,2,2", "stage_steps has 4 lengths for 2 stages"),
     ("--centre_noise=nan", "--centre_noise nan: expected a Laplace scale >= 0"),
     ("--params_ema=1", "--params_ema 1.0: expected a decay in [0, 1) (0: off)"),
+    ("--sequences_json=/no/such.json", "--sequences_json /no/such.json: no such file"),
 ])
 def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):
   r = cli(tmp_path / "w", flag)
@@ -527,3 +528,80 @@ def test_cli_norm_flag_and_workdirs_saved_before_norm_existed(tmp_path):
   done = cli(tmp_path / "w", "--norm=lrn", "--noeval")
   assert done.returncode == 0, done.stderr[-3000:]
   assert ck.load_params(str(tmp_path / "w"))[1]["step"] == 4
+
+
+# --------------------------------------------------------------------------- --eval_only's inputs
+
+
+def params_checkpoint(path, meta, cfg=CFG):
+  """A params-only checkpoint (as `rolo_jax.convert` writes) of `cfg`'s freshly initialised
+  params with the given meta: no training needed."""
+  ck.save_params(str(path), re3.init(jax.random.PRNGKey(0), cfg), meta)
+  return path
+
+
+def one_error_line(r):
+  """The single 'error: ...' line of a refused run (exit status 2, nothing else on stderr)."""
+  lines = r.stderr.strip().splitlines()
+  assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-3000:]
+  return lines[0]
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"model": "re3", "config": "nonexistent"},
+     "checkpoint meta names Re3 config 'nonexistent'; known: paper, small, tiny"),
+    ({"model": "re3"}, "checkpoint meta has no Re3 config (meta['config'] = None)"),
+    ({"model": "memtrack", "config": CFG}, "checkpoint holds a 'memtrack' model, not 're3'"),
+    ({"model": "association", "config": association.CONFIGS["tiny"]},
+     "checkpoint holds a 'association' model, not 're3'"),
+    ({"model": "re3", "config": "tiny"}, "params do not match re3 config 'tiny': ['conv1']['b']: "
+                                         "expected [16], found [8]"),
+], ids=["unknown_config", "no_config", "memtrack", "association", "param_shapes"])
+def test_cli_eval_only_refuses_a_checkpoint_of_another_model_or_config(tmp_path, meta, message):
+  # --eval_only checks a workdir as `rolo_jax.track` does (trackers.re3.checked_config): before, an
+  # unknown or missing config was an 18-line traceback (exit 1), a MemTrack checkpoint was scored as
+  # Re3 (exit 0), an Association LSTM one named neither the folder nor the model, and params of
+  # another shape failed inside jit.
+  w = params_checkpoint(tmp_path / "w", meta)
+  r = cli(w, "--eval_only", "--baselines=", "--nogif")
+  line = one_error_line(r)
+  assert line.startswith(f"error: {w}: ") and message in line, line
+  assert not (w / "metrics.json").exists()
+
+
+def make_otb(root, lengths):
+  """OTB-layout folder {name: (images, boxes)}: a square moving a pixel per frame, the ground truth
+  its first `boxes` boxes."""
+  from PIL import Image
+  for name, (n_img, n_box) in lengths.items():
+    (root / name / "img").mkdir(parents=True)
+    rows = []
+    for t in range(n_img):
+      f = np.full((48, 64, 3), 40, np.uint8)
+      f[8 + t:20 + t, 10 + t:22 + t] = 200
+      Image.fromarray(f).save(root / name / "img" / f"{t + 1:04d}.jpg", quality=95)
+      rows.append(f"{10 + t},{8 + t},12,12")
+    (root / name / "groundtruth_rect.txt").write_text("\n".join(rows[:n_box]) + "\n")
+  return root
+
+
+def test_cli_otb_folder_with_fewer_boxes_than_images_is_refused(tmp_path):
+  # An OTB sequence with 10 boxes for 12 images: read strictly as otb_baselines and rolo read it
+  # (before, both --eval_otb and --data otb cut it to 10 frames without a word, exit 0), before any
+  # training or evaluation; with a sequences json giving its range (frames 1..10) it is scored.
+  otb = make_otb(tmp_path / "otb", {"SeqA": (12, 10), "SeqB": (8, 8)})
+  gt = otb / "SeqA" / "groundtruth_rect.txt"
+  want = f"error: {gt}: img/ has 12 images but groundtruth_rect.txt has 10 boxes"
+  w = params_checkpoint(tmp_path / "w", {"model": "re3", "config": CFG})
+  for flags in (["--eval_only", f"--eval_otb={otb}"], [f"--eval_otb={otb}"],
+                ["--noeval", "--data=otb", f"--data_dir={otb}"]):
+    r = cli(tmp_path / "w" if "--eval_only" in flags else tmp_path / "t", *flags)
+    assert one_error_line(r).startswith(want), r.stderr
+    assert not (tmp_path / "t" / "checkpoints").exists() and not (w / "metrics.json").exists()
+  ranges = tmp_path / "seqs.json"
+  ranges.write_text(json.dumps([{"name": "SeqA", "start_frame": 1, "end_frame": 10},
+                                {"name": "SeqB", "start_frame": 1, "end_frame": 8}]))
+  ok = cli(w, "--eval_only", f"--eval_otb={otb}", f"--sequences_json={ranges}", "--baselines=",
+           "--nogif")
+  assert ok.returncode == 0, ok.stderr[-3000:]
+  assert json.load(open(w / "metrics.json"))["otb"]["num_sequences"] == 2

@@ -202,12 +202,11 @@ def config_from_meta(meta: dict) -> re3.Re3Config:
   raise ValueError(f"checkpoint meta has no Re3 config (meta['config'] = {c!r})")
 
 
-def load_core(checkpoint: str, **kw) -> Re3Core:
-  """A `Re3Core` from a checkpoint folder (`load_params`); kw go to `Re3Core`."""
+def checked_config(checkpoint: str, params, meta: dict) -> re3.Re3Config:
+  """The Re3Config of what `load_params(checkpoint)` returned, once the meta names a Re3 model and
+  a config whose structure the params have; otherwise a DataError naming `checkpoint`."""
   from rolo_jax.errors import DataError
-  from rolo_jax.train.checkpoint import load_params
 
-  params, meta = load_params(checkpoint)
   model = meta.get("model", "re3")
   if model != "re3":
     raise DataError(checkpoint, f"checkpoint holds a {model!r} model, not 're3'")
@@ -227,6 +226,15 @@ def load_core(checkpoint: str, **kw) -> Re3Core:
   if bad:
     raise DataError(checkpoint, f"params do not match re3 config {cfg.name!r}: " + "; ".join(bad[:6])
                     + (f" (and {len(bad) - 6} more)" if len(bad) > 6 else ""))
+  return cfg
+
+
+def load_core(checkpoint: str, **kw) -> Re3Core:
+  """A `Re3Core` from a checkpoint folder (`load_params`); kw go to `Re3Core`."""
+  from rolo_jax.train.checkpoint import load_params
+
+  params, meta = load_params(checkpoint)
+  cfg = checked_config(checkpoint, params, meta)
   params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), params)
   return Re3Core(params, cfg, **kw)
 
@@ -239,5 +247,5 @@ def make_re3(checkpoint: Optional[str] = None, **kw) -> CoreTracker:
   return CoreTracker(load_core(checkpoint, **kw), name="re3")
 
 
-__all__ = ("Re3Core", "Re3TrackState", "sanitise_boxes", "config_from_meta", "load_core", "make_re3",
-           "RESET_EVERY")
+__all__ = ("Re3Core", "Re3TrackState", "sanitise_boxes", "config_from_meta", "checked_config", "load_core",
+           "make_re3", "RESET_EVERY")
