@@ -156,12 +156,10 @@ def tracker_factories(workdir: str, baselines, kinds=("memtrack",)) -> Dict[str,
 
 
 def otb_sequences(path: str, sequences_json: Optional[str]):
-  from rolo_jax.data.formats.otb import read_otb_dataset
+  from rolo_jax.data.formats.otb import find_sequences_json, read_otb_dataset
 
-  if sequences_json is None:
-    cand = os.path.join(path, os.pardir, "otb_annotations", "otb100_sequences.json")
-    sequences_json = cand if os.path.isfile(cand) else None
-  return read_otb_dataset(path, sequences_json=sequences_json, strict=False)
+  # Strict, as every OTB reader of the project: boxes and frames that differ in number are an error.
+  return read_otb_dataset(path, sequences_json=sequences_json or find_sequences_json(path))
 
 
 def print_table(title: str, results: Dict[str, dict], log=print):

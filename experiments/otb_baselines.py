@@ -30,18 +30,11 @@ from typing import List, Optional
 import numpy as np
 
 from rolo_jax import trackers
+from rolo_jax.data.formats.otb import find_sequences_json
 from experiments import _args
 from rolo_jax.errors import ArgumentParser, cli_main
 
 TRACKERS = ("static", "kcf", "csrt")
-
-
-def find_sequences_json(data: str) -> Optional[str]:
-  for cand in (os.path.join(data, "otb100_sequences.json"),
-               os.path.join(data, os.pardir, "otb_annotations", "otb100_sequences.json")):
-    if os.path.isfile(cand):
-      return os.path.normpath(cand)
-  return None
 
 
 def result_name(seq) -> str:

@@ -401,7 +401,7 @@ def run():
 
 def _sequences_json(folder, given):
   """The otb100_sequences.json for an OTB folder: `given`, else the one found beside it, else None."""
-  from experiments.otb_baselines import find_sequences_json
+  from rolo_jax.data.formats.otb import find_sequences_json
   return given or find_sequences_json(folder)
 
 

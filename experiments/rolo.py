@@ -294,7 +294,7 @@ def load_sequences(args, protocols, log=print):
     te = list(range(len(test)))
     n_train = args.num_train if "sequences" in protocols else 0
     return seqs, list(range(len(test), len(test) + n_train)), te, te
-  from experiments.otb_baselines import find_sequences_json
+  from rolo_jax.data.formats.otb import find_sequences_json
   from rolo_jax.data.formats.otb import read_otb_dataset
 
   sj = args.sequences_json or find_sequences_json(args.data_dir)

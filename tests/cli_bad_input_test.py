@@ -180,3 +180,21 @@ def test_the_projects_warnings_are_one_line_notes_in_a_command(capsys, recwarn):
   assert capsys.readouterr().err == "note: skipped 1 entries that are not OTB sequence folders\n"
   # Another package's warning goes where it went before (here: pytest's record of it).
   assert [str(w.message) for w in recwarn] == ["not ours"]
+
+
+def test_every_otb_training_reader_refuses_boxes_and_frames_that_differ(tmp_path):
+  """Re3's and MemTrack's real-track readers cut such a sequence to the shorter without a word."""
+  from experiments import memtrack
+  from rolo_jax.train import re3_data
+
+  _otb(tmp_path, frames=5)
+  gt = tmp_path / "SeqA" / "groundtruth_rect.txt"
+  gt.write_text("\n".join(gt.read_text().splitlines()[:4]) + "\n")
+  for read in (lambda: re3_data.real_sequences("otb", str(tmp_path)),
+               lambda: memtrack.otb_sequences(str(tmp_path), None)):
+    with pytest.raises(DataError, match="img/ has 5 images but groundtruth_rect.txt has 4 boxes"):
+      read()
+  (tmp_path / "otb100_sequences.json").write_text(
+      '[{"name": "SeqA", "start_frame": 1, "end_frame": 4}]')
+  (s,) = re3_data.real_sequences("otb", str(tmp_path))   # the benchmark's range: the first 4 frames
+  assert len(s) == 4

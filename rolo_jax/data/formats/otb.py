@@ -335,6 +335,16 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
   return out
 
 
+def find_sequences_json(root: str | os.PathLike) -> Optional[str]:
+  """The otb100_sequences.json for an OTB folder: ``<root>/otb100_sequences.json`` or
+  ``<root>/../otb_annotations/otb100_sequences.json`` (the layout of ../shared/data); None if neither."""
+  for cand in (os.path.join(root, "otb100_sequences.json"),
+               os.path.join(root, os.pardir, "otb_annotations", "otb100_sequences.json")):
+    if os.path.isfile(cand):
+      return os.path.normpath(cand)
+  return None
+
+
 def read_otb_dataset(root: str | os.PathLike,
                      *,
                      sequences_json: Optional[SequencesJson] = None,
@@ -368,8 +378,8 @@ def read_otb_dataset(root: str | os.PathLike,
   for e in entries:
     path = os.path.join(root, e)
     if not is_otb_sequence_dir(path):
-      if not e.startswith("."):
-        skipped.append(e)
+      if not e.startswith(".") and e.lower() not in ("otb100_sequences.json", "initomit"):
+        skipped.append(e)   # (the benchmark's own json and initOmit/ belong here: no word for them)
       continue
     out.extend(read_otb_sequence(path, sequences_json=table, init_omit_dir=init_omit_dir,
                                  strict=strict))
