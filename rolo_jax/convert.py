@@ -47,7 +47,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from rolo_jax.errors import DataError, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, cli_main
 from rolo_jax.models import mistyped_fields
 
 SKIPS = ("skip1", "skip2", "skip5")
@@ -265,9 +265,10 @@ def _leaves(tree):
 # CLI
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m rolo_jax.convert",
-                              description="Convert published weights to rolo_jax checkpoints.")
-  sub = p.add_subparsers(dest="model", required=True)
+  p = ArgumentParser(prog="python -m rolo_jax.convert",
+                     description="Convert published weights to rolo_jax checkpoints.")
+  # Sub-commands get the same one-line usage errors.
+  sub = p.add_subparsers(dest="model", required=True, parser_class=ArgumentParser)
   r = sub.add_parser("re3", help="the Re3 authors' PyTorch state_dict (.pth)")
   r.add_argument("--config", default="paper",
                  help="Re3 config name (paper; small has no published PyTorch layout) or a .json "

@@ -90,6 +90,17 @@ def _check_can_write_below(path: str, start: str, flag: str, what: str) -> None:
                           f"folder this user may write in") from None
 
 
+def same_file(a: str, b: str) -> bool:
+  """Whether paths `a` and `b` name one file (after links; hard links too when both exist)."""
+  real = lambda p: os.path.normcase(os.path.realpath(p))
+  if real(a) == real(b):
+    return True
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return False
+
+
 def check_output_file(path: Optional[os.PathLike | str], flag: str) -> None:
   """Fails early (before any work) when `path` cannot be a file to write: an existing folder, a
   parent that is a file, a folder this process cannot write in, or an existing read-only file.

@@ -9,11 +9,14 @@ Inputs
   --annotations: a folder of ground-truth files <Seq>.txt (anno_TB100 style), or an OTB-layout
     dataset root (<Seq>/groundtruth_rect.txt; two-target folders hold groundtruth_rect.1.txt /
     .2.txt, named 'Seq.1' / 'Seq.2' or however the sequences json spells them, e.g. 'jogging-1').
-    Only the ground-truth files are read, never images.  Names match without regard to case and
-    with any target separator ('Jogging.1' = 'jogging-1').
+    A folder with at least one such sequence folder is an OTB root, and .txt files beside its
+    sequence folders (a README.txt) are not ground truth.  Only the ground-truth files are read,
+    never images.  Names match without regard to case and with any target separator
+    ('Jogging.1' = 'jogging-1').
   --results: a folder of <Seq>.txt (one x,y,w,h row per frame; comma, tab or space separated) for
     one tracker (named after the folder), or a folder of such folders, one per tracker (compared
-    in one plot and table).  Other files (e.g. *.json) are ignored.
+    in one plot and table).  Other files (e.g. *.json) are ignored.  A folder holding both <Seq>.txt
+    files and tracker folders of them is refused (exit status 2) rather than half scored.
   --sequences: otb100_sequences.json ({name, start_frame, end_frame}): frame ranges, so that
     initOmit frame numbers map to rows (ground truth longer than the range is cut to it).
   --init_omit: folder of initOmit/<Seq>.txt ('first last' frame ranges that may not start a run);
@@ -28,7 +31,11 @@ Output (--json): for one tracker an object
    per_sequence: {<result file stem>: {success [21], precision [51], auc, precision_20,
                   normalized_precision, average_overlap, n, start_frame}}}
 and for several trackers {thresholds, trackers: {<name>: that object}}.  See rolo_jax.eval.otb for
-the definitions.  Malformed input: one line naming the file and line, exit status 2.
+the definitions.  --table writes Markdown there and a .csv of the same name beside it (so --table
+may not end in .csv).  Malformed input: one line naming the file and line, exit status 2; so are
+two outputs (--json, --plot, --table, the table's .csv) naming one file and an output naming an
+input file, refused before any scoring.  Huge finite result boxes (1e308) are scored as the toolkit
+scores them: the overflow gives IoU 0 and an infinite centre error, without numpy warnings.
 """
 from __future__ import annotations
 
@@ -45,7 +52,7 @@ import numpy as np
 from rolo_jax.data.formats import otb as otb_format
 from rolo_jax.data.formats._common import check_nonnegative_size, rows_with_lines
 from rolo_jax.data.formats.textrows import read_rows
-from rolo_jax.errors import DataError, check_output_file, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main, same_file
 from rolo_jax.eval import otb
 
 _GT_FILE = re.compile(r"^groundtruth_rect(?:\.(\d+))?\.txt$", re.IGNORECASE)
@@ -65,8 +72,9 @@ class GroundTruthIndex:
       raise DataError(root, "annotation folder does not exist" if not os.path.exists(root)
                       else "expected an annotation folder, found a file")
     self.root = root
-    self.flat = any(f.lower().endswith(".txt") and os.path.isfile(os.path.join(root, f))
-                    for f in os.listdir(root))
+    # An OTB root when any sub-folder holds groundtruth_rect*.txt, whatever lies beside them.
+    self.flat = not any(os.path.isdir(os.path.join(root, d)) and _has_gt_file(os.path.join(root, d))
+                        for d in os.listdir(root))
     self.entries: Dict[str, List[Tuple[str, str]]] = {}  # key -> [(name, path)]
     if self.flat:
       for f in sorted(os.listdir(root)):
@@ -84,9 +92,9 @@ class GroundTruthIndex:
           name = d if m.group(1) is None else f"{d}.{m.group(1)}"
           entry = (table or {}).get(_key(name))
           self._add(entry["name"] if entry else name, os.path.join(folder, f))
-      if not self.entries:
-        raise DataError(root, "no ground truth here: expected <Seq>.txt files or sequence folders "
-                        "with groundtruth_rect.txt")
+    if not self.entries:
+      raise DataError(root, "no ground truth here: expected <Seq>.txt files or sequence folders "
+                      "with groundtruth_rect.txt")
 
   def _add(self, name: str, path: str) -> None:
     self.entries.setdefault(_key(name), []).append((name, path))
@@ -114,12 +122,24 @@ class GroundTruthIndex:
     near = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=5, cutoff=0.5)
     near = [n for n in names if n.lower() in near][:5]
     hint = f"; nearest names: {', '.join(near)}" if near else ""
+    if not self.flat and otb_format.find_annotation(self.root, name, required=False) is not None:
+      hint += (f"; {name}.txt beside the sequence folders is not read: this is an OTB-layout root "
+               "(<Seq>/groundtruth_rect.txt)")
     raise DataError(result_path, f"no ground truth for sequence {name!r} in {self.root} "
                     f"({len(names)} sequences there){hint}")
 
 
+def _has_gt_file(folder: str) -> bool:
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return False
+  return any(_GT_FILE.match(f) and os.path.isfile(os.path.join(folder, f)) for f in names)
+
+
 def _tracker_folders(results: str) -> Dict[str, str]:
-  """tracker name -> folder of <Seq>.txt result files."""
+  """tracker name -> folder of <Seq>.txt result files; DataError when `results` holds both
+  result files and tracker folders of them (which layout is meant is unclear)."""
   if not os.path.isdir(results):
     raise DataError(results, "results folder does not exist" if not os.path.exists(results)
                     else "expected a results folder, found a file")
@@ -127,10 +147,17 @@ def _tracker_folders(results: str) -> Dict[str, str]:
   def has_txt(d):
     return any(f.lower().endswith(".txt") and os.path.isfile(os.path.join(d, f)) for f in os.listdir(d))
 
-  if has_txt(results):
-    return {os.path.basename(os.path.normpath(os.path.abspath(results))): results}
   out = {d: os.path.join(results, d) for d in sorted(os.listdir(results))
          if os.path.isdir(os.path.join(results, d)) and has_txt(os.path.join(results, d))}
+  if has_txt(results):
+    if out:
+      files = sorted(f for f in os.listdir(results) if f.lower().endswith(".txt")
+                     and os.path.isfile(os.path.join(results, f)))
+      raise DataError(results, f"holds both result files ({', '.join(files[:3])}"
+                      f"{' ...' if len(files) > 3 else ''}) and tracker folders of them "
+                      f"({', '.join(list(out)[:3])}{' ...' if len(out) > 3 else ''}); expected one "
+                      "layout: <Seq>.txt files of one tracker, or one folder of them per tracker")
+    return {os.path.basename(os.path.normpath(os.path.abspath(results))): results}
   if not out:
     raise DataError(results, "no result files: expected <Seq>.txt files or one folder of them per "
                     "tracker")
@@ -141,6 +168,13 @@ def _load_gt(path: str, entry: Optional[Dict]) -> Tuple[np.ndarray, int]:
   """Ground truth of the sequence's frame range and its first frame number."""
   gt, lines = rows_with_lines(path, 4, allow_nan=True, what="x,y,w,h")
   check_nonnegative_size(path, gt, lines)
+  with np.errstate(over="ignore", invalid="ignore"):   # a box the scoring cannot represent
+    ends = np.stack([gt[:, 0] + gt[:, 2], gt[:, 1] + gt[:, 3], gt[:, 2] * gt[:, 3]], 1)
+  huge = (~np.isfinite(ends)).any(axis=1) & ~np.isnan(gt).any(axis=1)
+  if huge.any():
+    i = int(np.argmax(huge))
+    raise DataError(path, f"box {gt[i].tolist()} is too large to score (x+w, y+h or w*h is beyond "
+                    "the float range)", line=int(lines[i]))
   if len(gt) == 0:
     raise DataError(path, "ground-truth file has no rows")
   if entry is None:
@@ -194,7 +228,11 @@ def evaluate_folder(results_dir: str, index: GroundTruthIndex, table: Dict[str, 
                    f"(ground truth {len(gt)} rows, start at row {s + 1}); rows are taken from the "
                    "start frame on" + ("; frames past the last row count as failures"
                                        if len(res) < n else "; extra rows ignored"))
-    scores[stem] = otb.score_sequence(gt, res, init_omit=init_omit, start_frame_number=first_frame)
+    # Boxes like 1e308 overflow to inf inside the box arithmetic: IoU 0 and an infinite centre
+    # error, which is the toolkit's score for them (only numpy's warnings are silenced).
+    with np.errstate(over="ignore"):
+      scores[stem] = otb.score_sequence(gt, res, init_omit=init_omit,
+                                        start_frame_number=first_frame)
   return scores
 
 
@@ -224,9 +262,9 @@ def _thresholds() -> Dict[str, list]:
               normalized_precision=_tolist(otb.NORM_PRECISION_THRESHOLDS))
 
 
-def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m rolo_jax.evaluate",
-                              description="OTB one-pass evaluation of tracker result files.")
+def build_parser() -> argparse.ArgumentParser:
+  p = ArgumentParser(prog="python -m rolo_jax.evaluate",
+                     description="OTB one-pass evaluation of tracker result files.")
   p.add_argument("--annotations", required=True,
                  help="folder of <Seq>.txt ground truth, or an OTB-layout dataset root")
   p.add_argument("--results", required=True,
@@ -236,15 +274,56 @@ def parse_args(argv):
                  help="initOmit folder (default: initOmit beside --sequences when present)")
   p.add_argument("--json", required=True, help="output JSON")
   p.add_argument("--plot", default=None, help="success/precision plot (PNG)")
-  p.add_argument("--table", default=None, help="per-sequence table (Markdown; a .csv beside it)")
+  p.add_argument("--table", default=None,
+                 help="per-sequence table (Markdown; a .csv of the same name beside it)")
   p.add_argument("--title", default="OPE", help="plot title")
-  return p.parse_args(argv)
+  return p
+
+
+def parse_args(argv):
+  return build_parser().parse_args(argv)
+
+
+def _output_paths(args, parser) -> List[Tuple[str, str]]:
+  """(flag, path) of every file to write, checked as files and told apart; usage error when two
+  name one file or --table ends in .csv (its .csv would be the table itself)."""
+  outputs = [(f, p) for f, p in (("--json", args.json), ("--plot", args.plot),
+                                 ("--table", args.table)) if p is not None]
+  if args.table is not None:
+    stem, ext = os.path.splitext(args.table)
+    if ext.lower() == ".csv":
+      parser.error(f"--table {args.table}: the table is Markdown and a .csv of the same name is "
+                   "written beside it; give a name ending in .md")
+    outputs.append(("--table (its .csv)", stem + ".csv"))
+  for flag, path in outputs:
+    check_output_file(path, flag)
+  for i, (flag, path) in enumerate(outputs):
+    for flag2, path2 in outputs[:i]:
+      if same_file(path, path2):
+        parser.error(f"{flag2} {path2} and {flag} {path} name one file; one would overwrite the "
+                     "other: give different paths")
+  return outputs
+
+
+def _input_files(index: GroundTruthIndex, trackers: Dict[str, str], sequences: Optional[str],
+                 init_omit_dir: Optional[str]) -> List[Tuple[str, str]]:
+  """(flag, path) of the files read: ground truth, results, the sequences json, initOmit files
+  (the .txt of the folders; other files there, such as an earlier --json, are not read)."""
+  txt = lambda d: [os.path.join(d, f) for f in os.listdir(d) if f.lower().endswith(".txt")]
+  files = [("--annotations", p) for v in index.entries.values() for _, p in v]
+  for folder in trackers.values():
+    files += [("--results", p) for p in txt(folder)]
+  if sequences:
+    files.append(("--sequences", sequences))
+  if init_omit_dir:
+    files += [("--init_omit", p) for p in txt(init_omit_dir)]
+  return [(flag, p) for flag, p in files if os.path.isfile(p)]
 
 
 def main(argv=None) -> int:
-  args = parse_args(argv)
-  for flag, path in (("--json", args.json), ("--plot", args.plot), ("--table", args.table)):
-    check_output_file(path, flag)   # before scoring, so no work is lost
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  outputs = _output_paths(args, parser)   # before scoring, so no work is lost
   if args.plot:
     from matplotlib.figure import Figure
 
@@ -262,6 +341,11 @@ def main(argv=None) -> int:
     init_omit_dir = cand if os.path.isdir(cand) else None
   index = GroundTruthIndex(args.annotations, table)
   trackers = _tracker_folders(args.results)
+  for flag, path in outputs:
+    for what, inp in _input_files(index, trackers, args.sequences, init_omit_dir):
+      if same_file(path, inp):
+        parser.error(f"{flag} {path}: this is an input file ({what} {inp}); writing there would "
+                     "destroy it: give another path")
 
   notes: List[str] = []
   per_tracker: Dict[str, Dict[str, otb.SequenceScore]] = {}

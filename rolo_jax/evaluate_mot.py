@@ -27,7 +27,10 @@ Output
     "files": {name: {"gt", "results"}}}; NaN (a zero denominator) is written as null.
   --table: a Markdown table, one row per sequence and an OVERALL row.
   Malformed input (wrong column count, non-number, negative size, duplicate id in a frame, a
-  missing file): one line naming the file and line on stderr, exit status 2.
+  missing file): one line naming the file and line on stderr, exit status 2.  So are --json and
+  --table naming one file, or an output naming an input file (refused before any scoring).
+  Huge finite result boxes (1e308) overflow to IoU 0 (or NaN: no match either way), their true
+  score, without numpy warnings.
 """
 from __future__ import annotations
 
@@ -36,11 +39,13 @@ import json
 import math
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
+
+import numpy as np
 
 from rolo_jax.data.formats.mot import read_mot_file
 from rolo_jax.data.images import natural_key
-from rolo_jax.errors import DataError, check_output_file, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main, same_file
 from rolo_jax.eval import mot
 
 _TABLE_COLUMNS = [("MOTA", "mota"), ("MOTP", "motp"), ("IDF1", "idf1"), ("IDP", "idp"),
@@ -170,10 +175,9 @@ def markdown_table(per_sequence: Dict[str, Dict[str, float]], overall: Dict[str,
   return "\n".join(rows) + "\n"
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(prog="python -m rolo_jax.evaluate_mot",
-                              description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+  p = ArgumentParser(prog="python -m rolo_jax.evaluate_mot", description=__doc__.split("\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--gt", action="append", required=True,
                  help="gt file, sequence folder or folder of sequences (repeatable)")
   p.add_argument("--results", action="append", required=True,
@@ -181,6 +185,11 @@ def parse_args(argv=None):
   p.add_argument("--json", default=None, help="write all metrics and counts here")
   p.add_argument("--table", default=None, help="write a per-sequence Markdown table here")
   p.add_argument("--iou", type=float, default=0.5, help="IoU threshold for a match (default 0.5)")
+  return p
+
+
+def parse_args(argv=None, parser=None):
+  p = parser or build_parser()
   args = p.parse_args(argv)
   if not 0.0 < args.iou <= 1.0:
     p.error(f"--iou must be in (0, 1], got {args.iou}")
@@ -188,14 +197,26 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-  args = parse_args(argv)
+  parser = build_parser()
+  args = parse_args(argv, parser)
   check_output_file(args.json, "--json")     # before scoring, so no work is lost
   check_output_file(args.table, "--table")
+  if args.json and args.table and same_file(args.json, args.table):
+    parser.error(f"--json {args.json} and --table {args.table} name one file; one would overwrite "
+                 "the other: give different paths")
   pairs, notes = pair_files(args.gt, args.results)
+  for flag, out in (("--json", args.json), ("--table", args.table)):
+    for name, (g, r) in pairs.items() if out else ():
+      for what, inp in (("--gt", g), ("--results", r)):
+        if same_file(out, inp):
+          parser.error(f"{flag} {out}: this is an input file ({what} {inp}); writing there would "
+                       "destroy it: give another path")
   data = {name: (read_mot_file(g, "gt", allow_empty=False), read_mot_file(r, "results"))
           for name, (g, r) in pairs.items()}
   try:
-    per, overall = mot.evaluate_many(data, iou_threshold=args.iou)
+    # Huge boxes (1e308) overflow to IoU 0 or NaN, both "no match": right, so no warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+      per, overall = mot.evaluate_many(data, iou_threshold=args.iou)
   except ValueError as e:  # duplicate ids in objects built by hand; files are checked by the reader
     raise DataError(None, str(e)) from None
 

@@ -10,12 +10,13 @@ and ``init(key, cfg) -> params``.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import math
 import sys
 from typing import Any, List, Sequence, Tuple
+
+from rolo_jax.errors import ArgumentParser
 
 MODELS = {
     "re3": "rolo_jax.models.re3",
@@ -90,7 +91,7 @@ def format_table(rows) -> List[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m rolo_jax.summary", description=__doc__.split("\n\n")[0])
+  parser = ArgumentParser(prog="python -m rolo_jax.summary", description=__doc__.split("\n\n")[0])
   parser.add_argument("model", help=f"one of: {', '.join(MODELS)}")
   parser.add_argument("--config", default=None, help="config name (default: the model's first config)")
   args = parser.parse_args(argv)

@@ -9,9 +9,15 @@ OpenCV and converted to RGB. The output has one ``x,y,w,h`` line per frame, the 
 ``--init`` box; the speed printed counts the tracker's update calls only (not decoding or init).
 Bad input (missing folder, unreadable video, frames of different sizes, malformed or out-of-image
 --init or one the tracker cannot start on, unknown tracker, missing or damaged checkpoint, an --out
-or --render path that is a folder) prints one ``error: ...`` line to stderr and exits with status
-2; output paths are checked before tracking starts. A video that decodes to fewer frames than its
-header says is tracked as far as it decodes, with a note.
+or --render path that is a folder, --out and --render naming one file, an output path that is an
+input file such as the video or a frame, an animation frame larger than 4096 px on a side) prints
+one ``error: ...`` line to stderr and exits with status 2; output paths and the animation's size
+are checked before tracking starts. A video that decodes to fewer frames than its header says is
+tracked as far as it decodes, with a note.
+
+The animation (--render) is limited to MAX_RENDER_SIDE = 4096 px on its longer side after
+--render_scale (larger GIFs take minutes and gigabytes to write); a larger one is refused, naming
+the --render_scale that fits.
 """
 from __future__ import annotations
 
@@ -23,7 +29,10 @@ from typing import List, Optional
 
 import numpy as np
 
-from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main
+from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main, same_file
+
+
+MAX_RENDER_SIDE = 4096  # px, longer side of an animation frame (after --render_scale)
 
 
 class _UsageError(Exception):
@@ -166,9 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint", default=None, help="learned parameters for learned trackers")
   p.add_argument("--render", default=None, help="also write an animation (.gif or .mp4)")
   p.add_argument("--render_fps", type=float, default=20, help="frames/s of the animation")
-  p.add_argument("--render_scale", type=float, default=None, help="resize factor of the animation")
+  p.add_argument("--render_scale", type=float, default=None,
+                 help=f"resize factor of the animation; the rendered frame may be at most "
+                      f"{MAX_RENDER_SIDE} px on a side")
   p.add_argument("--max_frames", type=int, default=None, help="track only the first N frames")
   return p
+
+
+def check_outputs_apart(args) -> None:
+  """_UsageError when --out and --render name one file, or either names an input file (the
+  video, a frame of the --frames folder, a checkpoint file): it would be overwritten."""
+  from rolo_jax.data.images import list_images
+
+  outputs = [(f, p) for f, p in (("--out", args.out), ("--render", args.render)) if p is not None]
+  if len(outputs) == 2 and same_file(args.out, args.render):
+    raise _UsageError(f"--out and --render name one file ({args.out}); the animation would "
+                      "overwrite the boxes: give them different paths")
+  inputs = [("--video", args.video), ("--checkpoint", args.checkpoint)]
+  if args.frames is not None and os.path.isdir(args.frames):
+    try:
+      inputs += [("--frames", p) for p in list_images(args.frames)]
+    except DataError:
+      pass  # no frames there: load_frames says so
+  for flag, path in outputs:
+    for what, inp in inputs:
+      if inp is not None and os.path.isfile(inp) and same_file(path, inp):
+        raise _UsageError(f"{flag} {path}: this is an input file ({what} {inp}); writing there "
+                          "would destroy it: give another path")
+
+
+def check_render_size(w: int, h: int, scale: Optional[float]) -> None:
+  """_UsageError when the animation of w x h frames at `scale` exceeds MAX_RENDER_SIDE."""
+  s = 1.0 if scale is None else float(scale)
+  rw, rh = max(1, int(round(w * s))), max(1, int(round(h * s)))  # as render_sequence resizes
+  if max(rw, rh) <= MAX_RENDER_SIDE:
+    return
+  fit = math.floor(MAX_RENDER_SIDE / max(w, h) * 1000) / 1000
+  hint = f"use --render_scale {fit:g} or less" if fit > 0 else "the frames are too large to render"
+  if scale is None:
+    raise _UsageError(f"--render: the {w}x{h} frames exceed the animation's limit of "
+                      f"{MAX_RENDER_SIDE} px on a side; {hint}")
+  raise _UsageError(f"--render_scale {scale:g} would render {rw}x{rh} frames (from {w}x{h}); the "
+                    f"animation is limited to {MAX_RENDER_SIDE} px on a side: {hint}")
 
 
 def run(args) -> int:
@@ -187,6 +235,7 @@ def run(args) -> int:
       raise _UsageError(f"{flag} must be a positive number, got {v}")
   check_output_file(args.out, "--out")      # before any tracking, so no work is lost
   check_output_file(args.render, "--render")
+  check_outputs_apart(args)
   try:
     tracker = trackers.make_tracker(args.tracker, checkpoint=args.checkpoint)
   except trackers.UnknownTrackerError as e:
@@ -205,6 +254,8 @@ def run(args) -> int:
   x, y, bw, bh = box
   if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
     raise _UsageError(f"--init {args.init}: the box lies outside the {w}x{h} first frame")
+  if args.render is not None:
+    check_render_size(w, h, args.render_scale)
 
   source = args.frames if args.frames is not None else args.video
   name = os.path.basename(os.path.normpath(source))

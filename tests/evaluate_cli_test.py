@@ -198,3 +198,224 @@ def test_command_line_exit_status(tmp_path):
   assert p.returncode == 2, p.stderr
   assert p.stderr.startswith("error: ") and "couple.txt, line 2: expected 4 numbers" in p.stderr
   assert "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------ outputs that would destroy data
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+  """Fails a test that reaches the scoring: the bad input must be refused before it."""
+  monkeypatch.setattr(evaluate, "evaluate_folder", lambda *a, **k: pytest.fail("scored"))
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--json", "{d}/t.md", "--table", "{d}/t.md"],
+     "--json {d}/t.md and --table {d}/t.md name one file"),
+    (["--table", "{d}/x.csv"],
+     "--table {d}/x.csv: the table is Markdown and a .csv of the same name"),
+    (["--json", "{d}/t.csv", "--table", "{d}/t.md"],
+     "--json {d}/t.csv and --table (its .csv) {d}/t.csv name one file"),
+    (["--plot", "{d}/o.png", "--table", "{d}/o.png"],
+     "--plot {d}/o.png and --table {d}/o.png name one"),
+    (["--json", "{d}/mine/couple.txt"],
+     "--json {d}/mine/couple.txt: this is an input file (--results"),
+    (["--table", "{d}/anno/Couple.txt"],
+     "--table {d}/anno/Couple.txt: this is an input file (--annotations"),
+])
+def test_clashing_outputs_are_refused_before_scoring(tmp_path, capsys, no_scoring, extra, expect):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  d = str(tmp_path)
+  for name in ("t.md", "t.csv", "x.csv", "o.png"):
+    (tmp_path / name).write_text("keep")
+  inputs = {p: p.read_text()
+            for p in (tmp_path / "mine" / "couple.txt", tmp_path / "anno" / "Couple.txt")}
+  err = _exit_2_one_line(argv + [a.format(d=d) for a in extra], capsys)
+  assert expect.format(d=d) in err and err.rstrip().endswith("(see --help)"), err
+  for name in ("t.md", "t.csv", "x.csv", "o.png"):
+    assert (tmp_path / name).read_text() == "keep"
+  assert all(p.read_text() == text for p, text in inputs.items())
+
+
+def test_table_csv_that_is_a_folder_is_refused_before_scoring(tmp_path, capsys, no_scoring):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "y.csv").mkdir()
+  err = _exit_2_one_line(argv + ["--table", str(tmp_path / "y.md")], capsys)
+  assert f"{tmp_path / 'y.csv'}: --table (its .csv): this is a folder" in err
+  assert not (tmp_path / "y.md").exists() and not (tmp_path / "o.json").exists()
+
+
+# ------------------------------------------------------------------ layouts of the input folders
+
+def test_otb_root_with_a_readme_is_an_otb_root(tmp_path, capsys):
+  """A README.txt beside the sequence folders used to make the root a flat folder of <Seq>.txt."""
+  for seq in ("Mini", "Couple"):
+    (tmp_path / "otb" / seq).mkdir(parents=True)
+    (tmp_path / "otb" / seq / "groundtruth_rect.txt").write_text("1,1,10,10\n2,2,10,10\n")
+  (tmp_path / "otb" / "README.txt").write_text("a dataset\n")
+  (tmp_path / "otb" / "Other.txt").write_text("1,1,10,10\n2,2,10,10\n")
+  (tmp_path / "res").mkdir()
+  (tmp_path / "res" / "Mini.txt").write_text("1,1,10,10\n2,2,10,10\n")
+  argv = ["--annotations", str(tmp_path / "otb"), "--results", str(tmp_path / "res"),
+          "--json", str(tmp_path / "o.json")]
+  assert evaluate.main(argv) == 0
+  assert json.loads((tmp_path / "o.json").read_text())["per_sequence"]["Mini"]["auc"] == \
+      pytest.approx(20 / 21)
+  capsys.readouterr()
+  (tmp_path / "res" / "Other.txt").write_text("1,1,10,10\n2,2,10,10\n")
+  err = _exit_2_one_line(argv, capsys)
+  assert "no ground truth for sequence 'Other'" in err
+  assert "Other.txt beside the sequence folders is not read: this is an OTB-layout root" in err
+
+
+def test_results_with_files_and_tracker_folders_are_refused(tmp_path, capsys, no_scoring):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "mine" / "KCF").mkdir()
+  (tmp_path / "mine" / "KCF" / "couple.txt").write_text("1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  err = _exit_2_one_line(argv, capsys)   # the KCF folder used to be ignored without a word
+  assert (f"{tmp_path / 'mine'}: holds both result files (couple.txt) and tracker folders of them "
+          "(KCF); expected one layout") in err
+
+
+# ------------------------------------------------------------------ huge boxes
+
+def _scores_without_warnings(argv):
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")   # numpy's overflow RuntimeWarnings fail the test
+    assert evaluate.main(argv) == 0
+
+
+def test_huge_result_boxes_score_as_misses_without_warnings(tmp_path, capsys):
+  # 1e308 overflows to inf in the box arithmetic: IoU 0 and an infinite centre error, the score of
+  # any far-away box (here 1000,1000,10,10), as the OTB toolkit scores it.
+  argv = _toy(tmp_path, "1,1,10,10\n1e308,1e308,1e308,1e308\n-1.7e308,3,1.7e308,1e308\n")
+  _scores_without_warnings(argv)
+  huge = json.loads((tmp_path / "o.json").read_text())
+  (tmp_path / "mine" / "couple.txt").write_text("1,1,10,10\n1000,1000,10,10\n1000,1000,10,10\n")
+  _scores_without_warnings(argv)
+  far = json.loads((tmp_path / "o.json").read_text())
+  assert huge["per_sequence"] == far["per_sequence"] and huge["auc"] == far["auc"]
+  assert "Warning" not in capsys.readouterr().err
+
+
+def test_huge_ground_truth_box_is_an_error(tmp_path, capsys):
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "anno" / "Couple.txt").write_text("1,1,10,10\n1e308,2,1e308,10\n3,3,10,10\n")
+  err = _exit_2_one_line(argv, capsys)
+  assert "Couple.txt, line 2: box [1e+308, 2.0, 1e+308, 10.0] is too large to score" in err
+
+
+# ------------------------------------------------------------------ evaluate_mot
+
+def _mot_toy(tmp_path):
+  (tmp_path / "gt.txt").write_text("1,1,0,0,10,10,1,-1,-1,-1\n2,1,0,0,10,10,1,-1,-1,-1\n")
+  (tmp_path / "res.txt").write_text("1,1,0,0,10,10,-1,-1,-1,-1\n2,1,0,0,10,10,-1,-1,-1,-1\n")
+  return ["--gt", str(tmp_path / "gt.txt"), "--results", str(tmp_path / "res.txt")]
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--json", "{d}/m.md", "--table", "{d}/m.md"],
+     "--json {d}/m.md and --table {d}/m.md name one file"),
+    (["--json", "{d}/res.txt"], "--json {d}/res.txt: this is an input file (--results"),
+    (["--table", "{d}/gt.txt"], "--table {d}/gt.txt: this is an input file (--gt"),
+])
+def test_mot_clashing_outputs_are_refused_before_scoring(tmp_path, capsys, monkeypatch, extra,
+                                                         expect):
+  from rolo_jax import evaluate_mot
+
+  argv = _mot_toy(tmp_path)
+  (tmp_path / "m.md").write_text("keep")
+  inputs = {p: p.read_text() for p in (tmp_path / "gt.txt", tmp_path / "res.txt")}
+  monkeypatch.setattr(evaluate_mot.mot, "evaluate_many", lambda *a, **k: pytest.fail("scored"))
+  d = str(tmp_path)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(argv + [a.format(d=d) for a in extra])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and expect.format(d=d) in err, err
+  assert (tmp_path / "m.md").read_text() == "keep"
+  assert all(p.read_text() == text for p, text in inputs.items())
+
+
+def test_mot_huge_result_boxes_score_as_misses_without_warnings(tmp_path, capsys):
+  import warnings
+  from rolo_jax import evaluate_mot
+
+  argv = _mot_toy(tmp_path) + ["--json", str(tmp_path / "m.json")]
+  scores = []
+  for box1, box2 in (("1e308,1e308,1e308,1e308", "-1e308,-1e308,1.7e308,1.7e308"),
+                     ("1000,1000,10,10", "2000,1000,10,10")):   # far away: the same score
+    (tmp_path / "res.txt").write_text(f"1,1,0,0,10,10,-1,-1,-1,-1\n2,1,{box1},-1,-1,-1,-1\n"
+                                      f"2,2,{box2},-1,-1,-1,-1\n")
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")   # numpy's overflow RuntimeWarnings fail the test
+      assert evaluate_mot.main(argv) == 0
+    scores.append(json.loads((tmp_path / "m.json").read_text())["overall"])
+  assert scores[0] == scores[1] and scores[0]["num_false_positives"] == 2
+  assert "Warning" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ usage errors of the other CLIs
+# evaluate, evaluate_mot, convert, summary and mot.sort print one `error: ... (see --help)` line
+# (plain argparse printed its usage block first), and --help still works.
+
+def _cli(module):
+  import importlib
+
+  return importlib.import_module(f"rolo_jax.{module}").main
+
+
+@pytest.mark.parametrize("module, argv, expect", [
+    ("evaluate", ["--annotations", "a"], "the following arguments are required: --results, --json"),
+    ("evaluate_mot", ["--gt", "g", "--results", "r", "--iou", "2"],
+     "--iou must be in (0, 1], got 2.0"),
+    ("convert", [], "the following arguments are required: model"),
+    ("convert", ["re3", "--pth", "x.pth"], "the following arguments are required: --out"),
+    ("convert", ["nope"], "argument model: invalid choice: 'nope'"),
+    ("summary", ["re3", "--bogus"], "unrecognized arguments: --bogus"),
+    ("mot.sort", ["--det", "d.txt"], "the following arguments are required: --out"),
+    ("mot.sort", ["--det", "d.txt", "--out", "o.txt", "--max_age", "-1"],
+     "--max_age and --min_hits must be >= 0, got -1 and 3"),
+    ("mot.sort", ["--det", "d.txt", "--out", "o.txt", "--iou_threshold", "2"],
+     "--iou_threshold must be in (0, 1], got 2.0"),
+    ("mot.sort", ["--det", "d.txt", "--out", "o.txt", "--num_frames", "0"],
+     "--num_frames must be at least 1, got 0"),
+    ("mot.sort", ["--det", "d.txt", "--out", "o.txt", "--min_score", "nan"],
+     "--min_score must be a finite number, got nan"),
+])
+def test_usage_errors_are_one_line(capsys, module, argv, expect):
+  with pytest.raises(SystemExit) as e:
+    cli_main(_cli(module))(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and err.startswith(f"error: {expect}"), err
+  assert err.endswith(" (see --help)\n"), err
+
+
+@pytest.mark.parametrize("module, argv", [("evaluate", []), ("evaluate_mot", []), ("convert", []),
+                                          ("convert", ["re3"]), ("summary", []), ("mot.sort", [])])
+def test_help_still_works(capsys, module, argv):
+  with pytest.raises(SystemExit) as e:
+    _cli(module)(argv + ["--help"])
+  assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
+
+
+def test_sort_out_that_is_the_det_file_is_refused(tmp_path, capsys):
+  det = tmp_path / "det.txt"
+  det.write_text("1,-1,10,10,20,20,0.9\n2,-1,11,11,20,20,0.9\n")
+  with pytest.raises(SystemExit) as e:   # the results used to overwrite the detections
+    cli_main(_cli("mot.sort"))(["--det", str(det), "--out", str(det)])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err == (f"error: --out {det} is the --det file; writing there would destroy the "
+                 "detections: give another path (see --help)\n")
+  assert det.read_text() == "1,-1,10,10,20,20,0.9\n2,-1,11,11,20,20,0.9\n"
+
+
+def test_json_over_an_earlier_json_in_the_results_folder_is_fine(tmp_path):
+  """Only the .txt of the input folders are inputs: an earlier --json there may be replaced."""
+  argv = _toy(tmp_path, "1,1,10,10\n2,2,10,10\n3,3,10,10\n")
+  (tmp_path / "mine" / "eval.json").write_text("{}")
+  assert evaluate.main(argv[:-1] + [str(tmp_path / "mine" / "eval.json")]) == 0
+  assert json.loads((tmp_path / "mine" / "eval.json").read_text())["num_sequences"] == 1

@@ -254,3 +254,62 @@ def test_format_number():
   assert track.format_number(12.25) == "12.25"
   assert track.format_number(-0.00001) == "0"
   assert track.format_number(1 / 3) == "0.3333"
+
+
+def _one_error_line(capsys):
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+  return err
+
+
+def test_out_and_render_naming_one_file_are_refused(frame_dir, tmp_path, capsys):
+  folder, _ = frame_dir
+  same = str(tmp_path / "x.gif")
+  argv = ["--frames", folder, "--init", "10,12,16,16", "--tracker", "static", "--out", same]
+  assert run_cli(argv + ["--render", same]) == 2   # the GIF used to overwrite the boxes
+  assert "--out and --render name one file" in _one_error_line(capsys)
+  assert not os.path.exists(same)
+  os.symlink(same, tmp_path / "link.gif")   # the same file by another name
+  assert run_cli(argv + ["--render", str(tmp_path / "link.gif")]) == 2
+  assert "--out and --render name one file" in _one_error_line(capsys)
+  assert not os.path.exists(same)
+
+
+def test_output_that_is_an_input_file_is_refused(frame_dir, tmp_path, capsys):
+  folder, _ = frame_dir
+  frame = os.path.join(folder, "img12.png")   # past --max_frames: still a frame of the folder
+  before = open(frame, "rb").read()
+  assert run_cli(["--frames", folder, "--init", "10,12,16,16", "--tracker", "static", "--out",
+                  frame, "--max_frames", "3"]) == 2
+  assert f"--out {frame}: this is an input file (--frames {frame})" in _one_error_line(capsys)
+  assert open(frame, "rb").read() == before
+  video = write_square_video(tmp_path / "v.mp4", "mp4v")
+  size = os.path.getsize(video)
+  assert run_cli(["--video", video, "--init", "10,12,16,16", "--tracker", "static", "--out",
+                  video]) == 2
+  assert "this is an input file (--video" in _one_error_line(capsys)
+  assert os.path.getsize(video) == size
+
+
+def test_render_larger_than_the_limit_is_refused_before_tracking(frame_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+  folder, _ = frame_dir
+  out, gif = tmp_path / "o.txt", tmp_path / "g.gif"
+  monkeypatch.setattr("rolo_jax.trackers.run_tracker", lambda *a, **k: pytest.fail("tracked"))
+  # 100 x the 80x60 frames used to write a 168 MB partial GIF of 8000x6000 frames for minutes.
+  assert run_cli(["--frames", folder, "--init", "10,12,16,16", "--tracker", "static", "--out",
+                  str(out), "--render", str(gif), "--render_scale", "100", "--max_frames", "2"]) == 2
+  err = _one_error_line(capsys)
+  assert ("--render_scale 100 would render 8000x6000 frames (from 80x60); the animation is limited "
+          f"to {track.MAX_RENDER_SIDE} px on a side: use --render_scale 51.2 or less") in err
+  assert not out.exists() and not gif.exists()
+
+
+def test_render_size_limit_boundary():
+  track.check_render_size(80, 60, 51.2)   # 4096x3072: the largest allowed
+  track.check_render_size(4096, 10, None)
+  with pytest.raises(track._UsageError, match="4104x3078"):
+    track.check_render_size(80, 60, 51.3)
+  with pytest.raises(track._UsageError,
+                     match=r"--render: the 5000x100 frames exceed .* 0\.819 or less"):
+    track.check_render_size(5000, 100, None)

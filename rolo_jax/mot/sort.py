@@ -24,10 +24,16 @@ Defaults follow the paper and the authors' reference settings: max_age=1, min_hi
 iou_threshold=0.3.  The tracker only uses boxes and scores, so it runs from a det.txt alone:
 
     python -m rolo_jax.mot.sort --det ../shared/data/mot/TUD-Campus/det.txt --out /tmp/sort.txt
+
+Bad input (a malformed det.txt, --out naming a folder or the --det file itself, --max_age or
+--min_hits below 0, --iou_threshold outside (0, 1], --num_frames below 1, a non-finite --min_score)
+prints one ``error: ...`` line and exits with status 2 before tracking.  Detections after
+--num_frames are not tracked (a note says how many).
 """
 from __future__ import annotations
 
-import argparse
+import math
+import os
 import sys
 from typing import Optional, Tuple
 
@@ -35,6 +41,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from rolo_jax.data.boxes import pairwise_iou
+from rolo_jax.errors import ArgumentParser, check_output_file, cli_main, same_file
 from rolo_jax.mot import Detections, MultiObjectTracker, as_detections, kalman, run_mot
 
 
@@ -164,8 +171,8 @@ def main(argv=None) -> int:
   from rolo_jax.data.formats.mot import read_mot_file
   from rolo_jax.mot.io import write_mot_results
 
-  p = argparse.ArgumentParser(prog="python -m rolo_jax.mot.sort",
-                              description="Runs SORT on a MOTChallenge det.txt and writes results.")
+  p = ArgumentParser(prog="python -m rolo_jax.mot.sort",
+                     description="Runs SORT on a MOTChallenge det.txt and writes results.")
   p.add_argument("--det", required=True, help="det.txt (frame, -1, x, y, w, h, score, ...)")
   p.add_argument("--out", required=True, help="results file to write (MOTChallenge format)")
   p.add_argument("--num_frames", type=int, default=None,
@@ -175,8 +182,24 @@ def main(argv=None) -> int:
   p.add_argument("--min_hits", type=int, default=3)
   p.add_argument("--iou_threshold", type=float, default=0.3)
   a = p.parse_args(argv)
+  if a.max_age < 0 or a.min_hits < 0:
+    p.error(f"--max_age and --min_hits must be >= 0, got {a.max_age} and {a.min_hits}")
+  if not 0.0 < a.iou_threshold <= 1.0:
+    p.error(f"--iou_threshold must be in (0, 1], got {a.iou_threshold}")
+  if a.num_frames is not None and a.num_frames < 1:
+    p.error(f"--num_frames must be at least 1, got {a.num_frames}")
+  if a.min_score is not None and not math.isfinite(a.min_score):
+    p.error(f"--min_score must be a finite number, got {a.min_score}")
+  check_output_file(a.out, "--out")   # before tracking
+  if os.path.isfile(a.det) and same_file(a.out, a.det):
+    p.error(f"--out {a.out} is the --det file; writing there would destroy the detections: give "
+            "another path")
   dets = read_mot_file(a.det, "det")
   tracker = Sort(a.max_age, a.min_hits, a.iou_threshold, a.min_score)
+  if a.num_frames is not None and len(dets) and int(dets.frame.max()) >= a.num_frames:
+    late = int((dets.frame >= a.num_frames).sum())
+    print(f"note: {a.det}: {late} detections lie after frame {a.num_frames} (--num_frames) and "
+          "are not tracked", file=sys.stderr)
   hyp = run_mot(tracker, dets, a.num_frames)
   write_mot_results(a.out, hyp)
   print(f"wrote {len(hyp)} boxes of {len(hyp.track_ids())} tracks to {a.out}")
@@ -184,5 +207,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  from rolo_jax.errors import cli_main
   sys.exit(cli_main(main)())
