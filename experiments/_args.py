@@ -100,7 +100,7 @@ def usage_error(message: str):
   one 'error: ...' line on stderr and exit status 2 as argparse's and `rolo_jax.errors.cli_main`'s."""
   import sys
 
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {message} (see --help)", file=sys.stderr)
   raise SystemExit(2)
 
 
@@ -128,6 +128,12 @@ def resume_hint(saved_values, flag_of, *, off_as_zero=(), false_flag: str = "--n
       value = 0
     if value is None or value == absent or isinstance(value, (list, dict)):
       return ""
-    out.append(f"--{flag}" if value is True else false_flag.format(flag=flag) if value is False
-               else f"--{flag} {value}")
-  return " ".join(out)
+    out.append((flag, f"--{flag}" if value is True else false_flag.format(flag=flag) if value is False
+                else f"--{flag} {value}"))
+  # One flag may set two recorded fields (a seed in the task and in the train state): named once;
+  # two different values for one flag would be no hint at all.
+  given = {}
+  for flag, text in out:
+    if given.setdefault(flag, text) != text:
+      return ""
+  return " ".join(given.values())

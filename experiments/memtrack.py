@@ -69,7 +69,8 @@ def build_parser(prog: str = "python -m experiments.memtrack") -> argparse.Argum
   p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated tracker names")
   p.add_argument("--eval_otb", default=None, help="an OTB-layout folder to evaluate on as well")
   p.add_argument("--otb_sequences", default=None,
-                 help="otb100_sequences.json (default: <eval_otb>/../otb_annotations/...)")
+                 help="otb100_sequences.json, the frame ranges for --eval_otb and --data otb "
+                      "(default: <folder>/otb100_sequences.json or <folder>/../otb_annotations/...)")
   p.add_argument("--no_picture", action="store_true", help="skip memory.png")
   p.add_argument("--no_progress", action="store_true")
   return p
@@ -93,7 +94,8 @@ def train_model(args, config_name: Optional[str] = None, workdir: Optional[str] 
                      exemplar_shift=args.exemplar_shift, exemplar_stretch=args.exemplar_stretch)
   workdir = workdir or args.workdir
   t0, c0 = time.time(), time.process_time()
-  seqs = mt.training_sequences(args.data, args.data_dir, num_synthetic=args.num_synthetic)
+  seqs = mt.training_sequences(args.data, args.data_dir, num_synthetic=args.num_synthetic,
+                               sequences_json=args.otb_sequences)
   sampler = mt.MemTrackSampler(seqs, cfg, tc, seed=args.seed)
   data_s = time.time() - t0
   n_params = memtrack.count_params(jax.eval_shape(lambda k: memtrack.init(k, cfg), jax.random.PRNGKey(0)))

@@ -139,18 +139,23 @@ class ArgumentParser(argparse.ArgumentParser):
     raise SystemExit(2)
 
 
-# The project's own files (rolo_jax/ and, beside it, experiments/): their warnings are notes.
-_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The project's own code, rolo_jax/ and (beside it in a checkout) experiments/: their warnings are
+# notes. Not the checkout as a whole: the README's venv lives in it, and a library's warning
+# there keeps its source and category.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_OWN_DIRS = tuple(d + os.sep for d in (_PACKAGE_DIR, os.path.join(os.path.dirname(_PACKAGE_DIR),
+                                                                   "experiments")))
 
 
 def _one_line_notes(show):
   """A `warnings.showwarning` that prints the project's own UserWarnings (a skipped folder, a cut
   sequence) as one 'note: ...' line instead of Python's two (file:line: UserWarning: ..., then the
-  source line of the warn call); other warnings go to `show` as before."""
+  source line of the warn call); other warnings go to `show` as before. (So, inside `cli_main`,
+  the project's warnings are printed, not recorded by an enclosing `catch_warnings(record=True)`.)"""
   import sys
 
   def note(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(_PROJECT_DIR + os.sep):
+    if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(_OWN_DIRS):
       print(f"note: {message}", file=file or sys.stderr)
     else:
       show(message, category, filename, lineno, file, line)

@@ -320,3 +320,17 @@ def test_sigkill_mid_save_leaves_previous_checkpoint_latest(tmp_path):
   assert sorted(os.listdir(workdir / "checkpoints")) == ["1", "2"]
   q, m = ck.load_params(str(workdir))
   assert m["step"] == 2 and float(q["w"][0, 0]) == 3.0
+
+
+@NO_STRAY_ERRORS
+@pytest.mark.parametrize("name", ["run#1", "a?b", "c%41d"])
+def test_a_path_with_url_characters_is_read_and_checked(tmp_path, name):
+  """The read check opens the store from a path, not a file:// URL, in which '#' and '?' broke a
+  valid checkpoint and '%41' checked another folder ('A') and so nothing."""
+  from rolo_jax.errors import DataError
+  a = np.random.default_rng(0).normal(size=30000).astype(np.float32)
+  step_dir = ck.save_params(str(tmp_path / name), {"a": a}, {"model": "re3"})
+  np.testing.assert_array_equal(ck.load_params(str(tmp_path / name))[0]["a"], a)
+  _damage(step_dir, "params:cut")
+  with pytest.raises(DataError, match="cannot read its stored arrays"):
+    ck.load_params(str(tmp_path / name))

@@ -67,7 +67,7 @@ def test_frame_size_is_a_usage_error(capsys, size, message):
   with pytest.raises(SystemExit) as e:
     association_lstm.parse_frame_size(size)
   err = capsys.readouterr().err
-  assert e.value.code == 2 and err == f"error: {message}\n", err
+  assert e.value.code == 2 and err == f"error: {message} (see --help)\n", err
 
 
 @pytest.mark.parametrize("only,message", [
@@ -171,15 +171,23 @@ def test_the_projects_warnings_are_one_line_notes_in_a_command(capsys, recwarn):
 
   from rolo_jax.errors import cli_main
 
+  import rolo_jax
+  from rolo_jax.data.paths import PROJECT_ROOT
+
+  ours = os.path.join(os.path.dirname(rolo_jax.__file__), "data", "formats", "otb.py")
+  # A library in the README's venv, inside the checkout: not the project's.
+  venv_lib = os.path.join(PROJECT_ROOT, ".venv", "lib", "python3", "site-packages", "lib.py")
+
   def main():
-    warnings.warn("skipped 1 entries that are not OTB sequence folders")   # from this (project) file
+    warnings.warn_explicit("skipped 1 entries that are not OTB sequence folders", UserWarning, ours, 3)
     warnings.warn_explicit("not ours", UserWarning, "/elsewhere/lib.py", 7)
+    warnings.warn_explicit("a library's", UserWarning, venv_lib, 9)
     return 0
 
   assert cli_main(main)() == 0
   assert capsys.readouterr().err == "note: skipped 1 entries that are not OTB sequence folders\n"
-  # Another package's warning goes where it went before (here: pytest's record of it).
-  assert [str(w.message) for w in recwarn] == ["not ours"]
+  # Other packages' warnings go where they went before (here: pytest's record of them).
+  assert [str(w.message) for w in recwarn] == ["not ours", "a library's"]
 
 
 def test_every_otb_training_reader_refuses_boxes_and_frames_that_differ(tmp_path):

@@ -398,3 +398,29 @@ def test_rolo_hint_under_smoke_only_within_its_caps(monkeypatch, smoke, saved, h
   with pytest.raises(ConfigMismatchError) as e:
     rolo_exp.train_and_track(args, prep, rolo.CONFIGS["tiny_residual"], "w", log=lambda *a: None)
   assert rolo_exp.resume_flags(e.value.saved_values) == hint
+
+
+def test_a_refusal_names_every_differing_section_so_its_hint_resumes_at_once():
+  """A run that differs in two sections (ROLO's --window is 'config', --lr is 'task') and the seed
+  gets one refusal for all three: raising at the first section gave '--window 6', which the next
+  run refused again for the learning rate."""
+  from experiments import rolo
+  from rolo_jax.errors import ConfigMismatchError
+  from rolo_jax.train import loop
+
+  saved = {"model": "rolo", "config": {"window": 6, "name": "x"}, "task": {"lr": 0.001, "steps": 6}}
+  now = {"model": "rolo", "config": {"window": 3, "name": "x"}, "task": {"lr": 0.01, "steps": 6}}
+  with pytest.raises(ConfigMismatchError) as e:
+    loop._check_meta(saved, now, "W", saved_seed=0, seed=2)
+  assert str(e.value) == ("W: its checkpoint was trained with a different 'config', 'task' and seed "
+                          "than this run (window: 6 -> 3; lr: 0.001 -> 0.01; seed: 0 -> 2); use "
+                          "another --workdir, or the checkpoint's settings to resume it")
+  assert rolo.resume_flags(e.value.saved_values) == "--window 6 --lr 0.001 --seed 0"
+  loop._check_meta(saved, saved, "W", saved_seed=0, seed=0)   # the same settings: no refusal
+
+
+def test_a_flag_that_sets_two_recorded_fields_is_named_once():
+  flag_of = {("task", "data.seed"): "seed", ("train", "seed"): "seed", ("task", "lr"): "lr"}
+  assert _args.resume_hint({("task", "data.seed"): 0, ("train", "seed"): 0, ("task", "lr"): 0.1},
+                           flag_of) == "--seed 0 --lr 0.1"
+  assert _args.resume_hint({("task", "data.seed"): 0, ("train", "seed"): 3}, flag_of) == ""

@@ -128,7 +128,7 @@ def test_a_workdir_of_another_run_is_refused_before_the_state_is_initialised(tmp
   assert len(calls) == 1 and ckpt_lib.Checkpointer(str(tmp_path / "w")).all_steps() == [1, 2]
   with pytest.raises(loop.ConfigMismatchError, match=r"different 'config' than this run \(n: 3 -> 4\)"):
     run({"model": "toy", "config": {"n": 4}})
-  with pytest.raises(loop.ConfigMismatchError, match=f"trained with seed {SEED}, this run has seed 8"):
+  with pytest.raises(loop.ConfigMismatchError, match=f"trained with a different seed than this run \\(seed: {SEED} -> 8\\)"):
     run(META, seed=8)
   assert len(calls) == 1
   _, summary = run(META)   # its own settings: initialised once more (the restore's template)

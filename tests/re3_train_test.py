@@ -456,7 +456,7 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
       (["--params_ema=0"], "different 'optimizer' than this run (ema_decay: 0.998 -> '<absent>')",
        "--params_ema 0.998"),
       (["--stages=2x2,2x2"], "different 'curriculum'", None),
-      (["--seed=9"], "trained with seed 0, this run has seed 9", "--seed 0")):
+      (["--seed=9"], "trained with a different seed than this run (seed: 0 -> 9)", "--seed 0")):
     r = cli(tmp_path / "w", "--noeval", *flags)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert (r.stderr.rstrip().endswith(f"; the flags that match it: {hint}") if hint

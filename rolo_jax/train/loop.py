@@ -174,17 +174,31 @@ def _saved_values(section: str, cur: Any, saved: Any) -> Dict[Any, Any]:
   return {(section, k): saved.get(k, _ABSENT) for k in _differing_keys(cur, saved)}
 
 
-def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
+def _check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str,
+                saved_seed: Any = None, seed: Any = None):
+  """One ConfigMismatchError naming every section that differs (and the seed, when both are
+  given and differ), so that the flags it hints at resume the run at once: raising at the first
+  section made a hint that the next run refused again for the next section (session 18)."""
+  names, texts, values = [], [], {}
   for k in CHECKED_META:
     if k not in meta or k not in saved:
       continue
     old = _upgraded(meta[k], saved[k])
     if not _same_setting(meta[k], old):
       cur = ckpt_lib.to_jsonable(meta[k])
-      raise ConfigMismatchError(
-          f"{workdir}: its checkpoint was trained with a different '{k}' than this run "
-          f"({_differing(cur, old)}); use another --workdir, or "
-          "the checkpoint's settings to resume it", _saved_values(k, cur, old))
+      names.append(f"'{k}'")
+      texts.append(_differing(cur, old))
+      values.update(_saved_values(k, cur, old))
+  if saved_seed is not None and seed is not None and int(saved_seed) != int(seed):
+    names.append("seed")
+    texts.append(f"seed: {saved_seed} -> {seed}")
+    values[("train", "seed")] = saved_seed
+  if names:
+    what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    raise ConfigMismatchError(
+        f"{workdir}: its checkpoint was trained with a different {what} than this run "
+        f"({'; '.join(texts)}); use another --workdir, or the checkpoint's settings to resume it",
+        values)
 
 
 def close_run(bar, writer, log_file, pool) -> None:
@@ -305,12 +319,7 @@ def train(*, init_fn: Callable[[jax.Array], Any], update_fn: Callable, batch_fn:
     # JSON only: a workdir of another run is refused before any array is initialised or restored
     # (for the paper config the initialisation alone takes seconds).
     saved = ckpt.read_json(resumed_from)
-    _check_meta(saved["meta"], meta, workdir)
-    if "seed" in saved["train"] and int(saved["train"]["seed"]) != int(config.seed):
-      raise ConfigMismatchError(f"{workdir}: its checkpoint was trained with seed "
-                                f"{saved['train']['seed']}, this run has seed {config.seed}; use "
-                                "another --workdir, or the checkpoint's seed to resume it",
-                                {("train", "seed"): saved["train"]["seed"]})
+    _check_meta(saved["meta"], meta, workdir, saved["train"].get("seed"), config.seed)
   state = init_fn(init_key)   # a fresh run's state, or the restore's template
   if resumed_from is not None:
     params_like, opt_like = hooks.to_ckpt(state)

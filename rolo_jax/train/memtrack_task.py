@@ -332,10 +332,11 @@ DATA_KINDS = ("synthetic", "otb", "got10k", "vid")
 
 def training_sequences(kind: str = "synthetic", data_dir: Optional[str] = None, *,
                        num_synthetic: int = 200, synthetic_preset: str = "train",
-                       exclude: Seq[str] = ()) -> List[Sequence]:
+                       exclude: Seq[str] = (), sequences_json: Optional[str] = None) -> List[Sequence]:
   """Training tracks by kind: 'synthetic' (the generator's train split, ``num_synthetic``
   sequences), or 'otb' / 'got10k' / 'vid' read from ``data_dir`` (ImageNet VID videos split into
-  one Sequence per track; GOT-10k's train split)."""
+  one Sequence per track; GOT-10k's train split). sequences_json: OTB's frame ranges (default:
+  found beside ``data_dir``, `re3_data.real_sequences`)."""
   if kind == "synthetic":
     from rolo_jax.data import synthetic
     return list(synthetic.make_split("train", num_synthetic, synthetic.PRESETS[synthetic_preset]))
@@ -345,6 +346,8 @@ def training_sequences(kind: str = "synthetic", data_dir: Optional[str] = None, 
     raise ValueError(f"--data {kind} needs --data_dir")
   from rolo_jax.train.re3_data import real_sequences
   kw = {"split": "train"} if kind in ("got10k", "vid") else {}
+  if kind == "otb" and sequences_json is not None:
+    kw["sequences_json"] = sequences_json
   return real_sequences(kind, data_dir, exclude=exclude, **kw)
 
 

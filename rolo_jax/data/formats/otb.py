@@ -309,7 +309,8 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
         meta["gt_cut_to_range"] = True
       n = _common.count_mismatch(
           strict, gt_path, len(boxes), f"the frame range {start}..{end} of {entry['name']}",
-          len(frames), f"pass strict=False to use the first {min(len(boxes), len(frames))} frames")
+          len(frames), "the ground truth does not cover the range (in Python, strict=False uses the "
+          f"first {min(len(boxes), len(frames))} frames)")
     else:
       frames = images
       numbers = _common.frame_numbers_of(images)
@@ -317,8 +318,11 @@ def read_otb_sequence(seq_dir: str | os.PathLike,
         numbers = np.arange(1, len(images) + 1)
       n = _common.count_mismatch(
           strict, gt_path, len(boxes), "img/", len(frames),
-          "pass sequences_json=otb100_sequences.json to take the benchmark's frame range, or "
-          f"strict=False to use the first {min(len(boxes), len(frames))} frames", frames)
+          "the benchmark's otb100_sequences.json gives its frame range (found by itself as "
+          "<data>/otb100_sequences.json or <data>/../otb_annotations/otb100_sequences.json; or "
+          "name it: --sequences_json of re3_curriculum and rolo, --otb_sequences of memtrack, "
+          "--sequences of otb_baselines and evaluate, sequences_json= in Python, where strict=False "
+          f"uses the first {min(len(boxes), len(frames))} frames instead)", frames)
     if n:
       _check_initial_box(gt_path, int(lines[0]), boxes[0], frames[0])
     if n != len(boxes) or n != len(frames):
