@@ -334,3 +334,19 @@ def test_a_path_with_url_characters_is_read_and_checked(tmp_path, name):
   _damage(step_dir, "params:cut")
   with pytest.raises(DataError, match="cannot read its stored arrays"):
     ck.load_params(str(tmp_path / name))
+
+
+def test_running_out_of_memory_is_not_called_damage(tmp_path, monkeypatch):
+  """A MemoryError inside orbax's restore is the machine's, not the checkpoint's: it passes
+  through instead of becoming 'cannot restore this checkpoint'."""
+  p = make_params()
+  opt = optax.adam(1e-3)
+  c = ck.Checkpointer(str(tmp_path))
+  assert c.save(1, params=p, opt_state=opt.init(p), train={"step": 1}, meta={"model": "re3"})
+
+  def no_memory(*a, **k):
+    raise MemoryError("out of memory")
+
+  monkeypatch.setattr(c._mgr, "restore", no_memory)
+  with pytest.raises(MemoryError):
+    c.restore(params_like=p, opt_state_like=opt.init(p))

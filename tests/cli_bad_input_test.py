@@ -206,3 +206,18 @@ def test_every_otb_training_reader_refuses_boxes_and_frames_that_differ(tmp_path
       '[{"name": "SeqA", "start_frame": 1, "end_frame": 4}]')
   (s,) = re3_data.real_sequences("otb", str(tmp_path))   # the benchmark's range: the first 4 frames
   assert len(s) == 4
+
+
+def test_a_count_mismatch_names_the_commands_flags_for_the_frame_ranges(tmp_path):
+  """The advice was Python's ('pass sequences_json=... or strict=False'), which no command takes."""
+  from rolo_jax.data.formats.otb import read_otb_sequence
+
+  _otb(tmp_path, frames=5)
+  gt = tmp_path / "SeqA" / "groundtruth_rect.txt"
+  gt.write_text("\n".join(gt.read_text().splitlines()[:4]) + "\n")
+  with pytest.raises(DataError) as e:
+    read_otb_sequence(tmp_path / "SeqA")
+  text = str(e.value)
+  for flag in ("--sequences_json of re3_curriculum and rolo", "--otb_sequences of memtrack",
+               "--sequences of otb_baselines and evaluate", "uses the first 4 frames"):
+    assert flag in text, text

@@ -264,6 +264,8 @@ class Checkpointer:
     try:
       out = self._mgr.restore(step, args=ocp.args.Composite(train=ocp.args.JsonRestore(),
                                                             meta=ocp.args.JsonRestore()))
+    except MemoryError:
+      raise
     except Exception as e:  # a damaged or missing JSON file
       raise DataError(step_dir, f"cannot read this checkpoint's settings ({_first_line(e)}); "
                                 "expected the train/ and meta/ JSON written by rolo_jax") from None
@@ -334,6 +336,8 @@ def load_params(directory: str, step: Optional[int] = None, *,
     try:
       out = mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(),
                                                          "meta": ocp.args.JsonRestore()}))
+    except MemoryError:
+      raise
     except Exception as e:  # orbax raises many kinds (JSON, tensorstore, missing files)
       raise DataError(step_dir, f"cannot read this checkpoint ({_first_line(e)}); "
                                 f"expected the {item}/ and meta/ folders written by rolo_jax") from None
