@@ -97,11 +97,10 @@ def check_paths(parser: argparse.ArgumentParser, *, out_dirs=(), out_files=(), i
 
 def usage_error(message: str):
   """A usage error outside argparse (a check that needs more than one flag's value): the same
-  one 'error: ...' line on stderr and exit status 2 as argparse's and `rolo_jax.errors.cli_main`'s."""
-  import sys
+  one line and exit status 2 as the parsers' (`rolo_jax.errors.usage_error`)."""
+  from rolo_jax.errors import usage_error as one_line
 
-  print(f"error: {message} (see --help)", file=sys.stderr)
-  raise SystemExit(2)
+  one_line(message)
 
 
 def resume_hint(saved_values, flag_of, *, off_as_zero=(), false_flag: str = "--no{flag}") -> str:

@@ -300,9 +300,8 @@ def run():
     pool = re3_data.synthetic_pool(s["num_train_seqs"], s["synthetic_preset"])
     real = []
     if s["data"] != "synthetic":
-      otb_kw = {}
-      if s["data"] == "otb":   # strict, as in otb_baselines and rolo (`_read_otb`)
-        otb_kw = dict(strict=True, sequences_json=_sequences_json(s["data_dir"], s["sequences_json"]))
+      # (OTB: read strictly, with the frame ranges of the json found beside the data or named)
+      otb_kw = {"sequences_json": s["sequences_json"]} if s["data"] == "otb" and s["sequences_json"] else {}
       real = re3_data.real_sequences(s["data"], s["data_dir"], **otb_kw)
       real_names = [q.name for q in real]
     sampler = re3_data.Re3Sampler(pool, real, seed=s["seed"], p_real=s["p_real"])
@@ -399,17 +398,11 @@ def run():
       + f"; total {metrics['total_seconds']:.0f} s; results in {workdir}")
 
 
-def _sequences_json(folder, given):
-  """The otb100_sequences.json for an OTB folder: `given`, else the one found beside it, else None."""
-  from rolo_jax.data.formats.otb import find_sequences_json
-  return given or find_sequences_json(folder)
-
-
 def _read_otb(folder, sequences_json):
   """The OTB sequences of `folder`, read strictly (a DataError for a sequence whose boxes and
   frames differ in number) with the benchmark's frame ranges where a sequences json is known."""
-  from rolo_jax.data.formats.otb import read_otb_dataset
-  return read_otb_dataset(folder, sequences_json=_sequences_json(folder, sequences_json))
+  from rolo_jax.data.formats.otb import find_sequences_json, read_otb_dataset
+  return read_otb_dataset(folder, sequences_json=sequences_json or find_sequences_json(folder))
 
 
 def _write_reports(out_dir, res, sequences, title, gif=True):

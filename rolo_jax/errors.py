@@ -127,16 +127,21 @@ def check_output_dir(path: Optional[os.PathLike | str], flag: str) -> None:
   _check_can_write_below(path, path, flag, "folder can be made")
 
 
+def usage_error(message: str):
+  """A command-line usage error: one line on stderr, ``error: <what> (see --help)``, and exit
+  status 2, like every other bad input of the entry points."""
+  import sys
+
+  print(f"error: {message} (see --help)", file=sys.stderr)
+  raise SystemExit(2)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse for the command-line entry points: a usage error is one line on stderr,
-  ``error: <what> (see --help)``, and exit status 2, like every other bad input of theirs (plain
+  """argparse for the command-line entry points: a usage error is `usage_error`'s one line (plain
   argparse prints its whole usage block first)."""
 
   def error(self, message):
-    import sys
-
-    print(f"error: {message} (see --help)", file=sys.stderr)
-    raise SystemExit(2)
+    usage_error(message)
 
 
 # The project's own code, rolo_jax/ and (beside it in a checkout) experiments/: their warnings are

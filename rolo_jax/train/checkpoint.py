@@ -95,6 +95,18 @@ def _first_line(e: BaseException) -> str:
   return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
+def _orbax_restore(mgr, step: int, items: Dict[str, Any], step_dir: str, what: str, expected: str):
+  """mgr.restore of `items` at `step`; whatever orbax raises (JSON, tensorstore, missing files, a
+  structure mismatch) becomes one DataError naming `step_dir`: "cannot <what> (<error>); expected
+  <expected>". Running out of memory is the machine's, not the checkpoint's: it passes through."""
+  try:
+    return mgr.restore(step, args=ocp.args.Composite(**items))
+  except MemoryError:
+    raise
+  except Exception as e:
+    raise DataError(step_dir, f"cannot {what} ({_first_line(e)}); expected {expected}") from None
+
+
 def check_items_readable(step_dir: str, items) -> None:
   """DataError naming `step_dir` unless every array item's stored bytes can all be read.
 
@@ -243,13 +255,8 @@ class Checkpointer:
     step_dir = os.path.join(self.directory, str(step))
     arrays = [k for k, v in items.items() if isinstance(v, ocp.args.StandardRestore)]
     check_items_readable(step_dir, arrays)
-    try:
-      out = self._mgr.restore(step, args=ocp.args.Composite(**items))
-    except MemoryError:
-      raise
-    except Exception as e:  # orbax raises many kinds (tensorstore, JSON, a structure mismatch)
-      raise DataError(step_dir, f"cannot restore this checkpoint ({_first_line(e)}); expected the "
-                                f"{'/, '.join(items)}/ items written by rolo_jax for this model") from None
+    out = _orbax_restore(self._mgr, step, items, step_dir, "restore this checkpoint",
+                         f"the {'/, '.join(items)}/ items written by rolo_jax for this model")
     opt_state = _with_ema(out["opt_state"], out["ema_params"]) if ema_once else out["opt_state"]
     train = {k: v for k, v in dict(out["train"]).items() if k != EMA_MARKER}
     return {"step": step, "params": out["params"], "opt_state": opt_state,
@@ -261,14 +268,9 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
     step_dir = os.path.join(self.directory, str(step))
-    try:
-      out = self._mgr.restore(step, args=ocp.args.Composite(train=ocp.args.JsonRestore(),
-                                                            meta=ocp.args.JsonRestore()))
-    except MemoryError:
-      raise
-    except Exception as e:  # a damaged or missing JSON file
-      raise DataError(step_dir, f"cannot read this checkpoint's settings ({_first_line(e)}); "
-                                "expected the train/ and meta/ JSON written by rolo_jax") from None
+    out = _orbax_restore(self._mgr, step, dict(train=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()),
+                         step_dir, "read this checkpoint's settings",
+                         "the train/ and meta/ JSON written by rolo_jax")
     for item in ("train", "meta"):
       if not isinstance(out[item], dict):
         raise DataError(os.path.join(step_dir, item), f"expected a JSON object, found {out[item]!r:.80}")
@@ -333,14 +335,9 @@ def load_params(directory: str, step: Optional[int] = None, *,
       item = "ema_params"
     step_dir = os.path.join(root, str(step))
     check_items_readable(step_dir, [item])
-    try:
-      out = mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(),
-                                                         "meta": ocp.args.JsonRestore()}))
-    except MemoryError:
-      raise
-    except Exception as e:  # orbax raises many kinds (JSON, tensorstore, missing files)
-      raise DataError(step_dir, f"cannot read this checkpoint ({_first_line(e)}); "
-                                f"expected the {item}/ and meta/ folders written by rolo_jax") from None
+    out = _orbax_restore(mgr, step, {item: ocp.args.StandardRestore(), "meta": ocp.args.JsonRestore()},
+                         step_dir, "read this checkpoint",
+                         f"the {item}/ and meta/ folders written by rolo_jax")
   if not isinstance(out["meta"], (dict, type(None))):
     raise DataError(os.path.join(root, str(step), "meta"), "expected a JSON object")
   params = _to_numpy(out[item])
