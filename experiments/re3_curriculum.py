@@ -71,6 +71,10 @@ flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off
 flags.DEFINE_float("params_ema", 0.998, "Decay of the exponential moving average of the weights that "
                    "the checkpoint's model (evaluation, tracking) uses; training is unchanged (0: off, "
                    "the raw weights).")
+flags.DEFINE_integer("pretrain_steps", 400, "Updates of the conv encoder's Siamese pretraining on the training "
+                     "tracks before the curriculum (rolo_jax.train.re3_pretrain; 0: none, the encoder starts "
+                     "from random weights).")
+flags.DEFINE_integer("pretrain_batch", 32, "Exemplar/search pairs per pretraining update.")
 flags.DEFINE_bool("eval_raw", False, "Evaluate the raw training weights even when the checkpoint holds "
                   "an average (--params_ema).")
 flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
@@ -149,15 +153,18 @@ _FLAG_OF = {("optimizer", "lr"): "lr", ("optimizer", "lr_schedule"): "lr_schedul
             ("optimizer", "lr_final_fraction"): "lr_final_fraction",
             ("optimizer", "clip_norm"): "clip_norm", ("optimizer", "ema_decay"): "params_ema",
             ("optimizer", "total_steps"): "steps", ("train", "seed"): "seed",
+            ("optimizer", "encoder_pretrain_steps"): "pretrain_steps",
+            # (the pretraining's own checkpoints, <workdir>/pretrain, record these)
+            ("task", "steps"): "pretrain_steps", ("task", "batch"): "pretrain_batch",
             ("task", "centre_noise"): "centre_noise", ("task", "size_noise"): "size_noise",
             ("task", "min_visible"): "min_visible", ("task", "nudge_pred"): "nudge_pred",
             ("task", "weight_decay"): "weight_decay", ("config", "crop_size"): "crop_size",
             ("config", "fc6_units"): "fc6_units", ("config", "lstm_hidden"): "lstm_hidden",
             ("config", "norm"): "norm", ("curriculum", "patience"): "patience",
             ("curriculum", "min_delta"): "min_delta"}
-# Flags whose "off" is 0 while the checkpoint stores nothing (ema_decay is written only when on)
-# or None (clip_norm).
-_OFF_AS_ZERO = ("params_ema", "clip_norm")
+# Flags whose "off" is 0 while the checkpoint stores nothing (ema_decay and encoder_pretrain_steps
+# are written only when on) or None (clip_norm).
+_OFF_AS_ZERO = ("params_ema", "clip_norm", "pretrain_steps")
 
 
 def resume_flags(saved_values) -> str:
@@ -168,7 +175,8 @@ def resume_flags(saved_values) -> str:
 
 
 SMOKE = dict(steps=4, stages="2x2,4x1", stage_steps="2", num_train_seqs=3, num_test_seqs=1, test_frames=30,
-             checkpoint_every=2, warmup_steps=0, baselines="static", gif=False)
+             checkpoint_every=2, warmup_steps=0, baselines="static", gif=False, pretrain_steps=2,
+             pretrain_batch=2)
 SMOKE_MODEL = dict(conv_channels=(8, 16, 16, 16, 16), skip_channels=(4, 4, 4), fc6_units=32,
                    lstm_hidden=16)
 
@@ -205,6 +213,8 @@ def _check_numbers(s) -> None:
     need(finite(s["weight_decay"]) and s["weight_decay"] >= 0, "weight_decay", "a coefficient >= 0")
     need(finite(s["p_real"]) and 0 <= s["p_real"] <= 1, "p_real", "a probability in [0, 1]")
     need(s["checkpoint_every"] >= 1, "checkpoint_every", "at least 1 step")
+    need(s["pretrain_steps"] >= 0, "pretrain_steps", "a count >= 0 (0: no pretraining)")
+    need(s["pretrain_batch"] >= 1, "pretrain_batch", "at least 1 pair")
     need(s["patience"] >= 1, "patience", "at least 1 step")
     need(finite(s["min_delta"]) and s["min_delta"] >= 0, "min_delta", "a relative improvement >= 0")
     need(finite(s["ema"]) and 0 <= s["ema"] < 1, "ema", "a factor in [0, 1)")
@@ -307,6 +317,14 @@ def run():
     sampler = re3_data.Re3Sampler(pool, real, seed=s["seed"], p_real=s["p_real"])
     log(f"data: {len(pool)} synthetic + {len(real)} real tracks, canvas {sampler.canvas_hw} "
         f"({time.time() - t0:.1f} s)")
+    pretrain = None
+    if s["pretrain_steps"]:
+      from rolo_jax.train import re3_pretrain
+      try:
+        re3_pretrain.geometry(model_cfg, re3_pretrain.PretrainConfig.cells)
+      except ValueError as e:
+        raise _UsageError(f"--pretrain_steps {s['pretrain_steps']}: {e}") from None
+      pretrain = re3_pretrain.PretrainConfig(steps=s["pretrain_steps"], batch=s["pretrain_batch"])
     t0 = time.time()
     _, summary = re3_task.train(
         workdir=workdir, model_cfg=model_cfg, curriculum=curriculum, sampler=sampler,
@@ -316,10 +334,14 @@ def run():
         group_lr_scales=(None if s["conv1_lr_scale"] < 0 else {"conv1": s["conv1_lr_scale"]}), cfg=task_cfg,
         seed=s["seed"], checkpoint_every=s["checkpoint_every"], profile_dir=s["profile_dir"],
         progress=s["progress"], nan_at_step=s["inject_nan_at"], stop_after=s["stop_after"],
-        parallel=parallel.DataParallel() if s["data_parallel"] else None,
+        parallel=parallel.DataParallel() if s["data_parallel"] else None, pretrain=pretrain, log=log,
         meta={"data": s["data"], "real_train_sequences": real_names,
               "synthetic_train": [s["synthetic_preset"], s["num_train_seqs"]]})
+    pre = summary.get("pretrain")
     train_info = {"seconds": time.time() - t0, "steps": summary["steps"],
+                  "pretrain": None if pre is None else {
+                      "steps": pre["steps"], "seconds": pre["seconds"],
+                      "pairs_per_s": pre["per_stage"].get(0, {}).get("frames_per_s")},
                   "stage_history": summary["stage_history"],
                   "frames_per_s_by_stage": {
                       f"{stages[k].unroll}x{stages[k].batch}": v["frames_per_s"]
@@ -421,6 +443,7 @@ def _write_reports(out_dir, res, sequences, title, gif=True):
 _OUR_FLAGS = ("workdir", "config", "data", "data_dir", "p_real", "num_train_seqs", "synthetic_preset",
               "num_test_seqs", "test_frames", "steps", "stages", "stage_steps", "patience", "min_delta", "ema",
               "max_stage_steps", "p_pred", "lr", "lr_schedule", "warmup_steps", "lr_final_fraction", "clip_norm", "params_ema", "eval_raw", "conv1_lr_scale",
+              "pretrain_steps", "pretrain_batch",
               "weight_decay", "nudge_pred", "min_visible", "crop_size", "fc6_units", "lstm_hidden", "norm", "centre_noise", "size_noise", "seed", "checkpoint_every", "profile_dir", "eval_only", "eval", "smoke",
               "eval_otb", "sequences_json", "baselines", "gif", "probe", "progress", "inject_nan_at", "stop_after", "data_parallel",
               "compute_dtype", "coordinator_address", "num_processes", "process_id")

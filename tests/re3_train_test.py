@@ -455,6 +455,8 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
       (["--lr=5e-3"], "different 'optimizer' than this run (lr: 0.0007 -> 0.005)", "--lr 0.0007"),
       (["--params_ema=0"], "different 'optimizer' than this run (ema_decay: 0.998 -> '<absent>')",
        "--params_ema 0.998"),
+      (["--pretrain_steps=0"],
+       "different 'optimizer' than this run (encoder_pretrain_steps: 2 -> '<absent>')", "--pretrain_steps 2"),
       (["--stages=2x2,2x2"], "different 'curriculum'", None),
       (["--seed=9"], "trained with a different seed than this run (seed: 0 -> 9)", "--seed 0")):
     r = cli(tmp_path / "w", "--noeval", *flags)
@@ -470,6 +472,12 @@ def test_resume_flags_translate_saved_settings_to_flags():
   absent = loop.ConfigMismatchError.ABSENT
   # A workdir trained before the weights' average existed stores no ema_decay: --params_ema 0.
   assert resume_flags({("optimizer", "ema_decay"): absent}) == "--params_ema 0"
+  # Likewise a workdir trained before the encoder's pretraining existed: --pretrain_steps 0; and
+  # the pretraining's own checkpoint (<workdir>/pretrain) names its steps and batch in 'task'.
+  assert resume_flags({("optimizer", "encoder_pretrain_steps"): absent,
+                       ("optimizer", "ema_decay"): absent}) == "--pretrain_steps 0 --params_ema 0"
+  assert resume_flags({("task", "steps"): 400, ("task", "batch"): 16}) == \
+      "--pretrain_steps 400 --pretrain_batch 16"
   assert resume_flags({("optimizer", "clip_norm"): None, ("task", "nudge_pred"): False,
                        ("task", "min_visible"): 0.5, ("config", "norm"): "lrn"}) == \
       "--clip_norm 0 --nonudge_pred --min_visible 0.5 --norm lrn"
@@ -496,6 +504,8 @@ def test_resume_flags_translate_saved_settings_to_flags():
     ("--stage_steps=2,2,2,2", "stage_steps has 4 lengths for 2 stages"),
     ("--centre_noise=nan", "--centre_noise nan: expected a Laplace scale >= 0"),
     ("--params_ema=1", "--params_ema 1.0: expected a decay in [0, 1) (0: off)"),
+    ("--pretrain_steps=-1", "--pretrain_steps -1: expected a count >= 0 (0: no pretraining)"),
+    ("--pretrain_batch=0", "--pretrain_batch 0: expected at least 1 pair"),
     ("--sequences_json=/no/such.json", "--sequences_json /no/such.json: no such file"),
 ])
 def test_cli_bad_model_and_jitter_flags_are_usage_errors(tmp_path, flag, message):

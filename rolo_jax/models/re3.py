@@ -414,7 +414,37 @@ def encode(params: Params, crops: jax.Array, *, cfg: Re3Config) -> Tuple[jax.Arr
     aux: every intermediate activation by layer name ([N, H, W, C], see ``layer_shapes``).
   """
   _check_crops(crops, cfg, "re3.encode")
-  p = cast_params(params, cfg)
+  aux = _trunk(cast_params(params, cfg), crops, cfg, skips=True)
+  with jax.named_scope("encoder"):
+    feat = jnp.concatenate([flatten_chw(aux[k]) for k in ("skip1", "skip2", "skip5", "pool5")], axis=-1)
+  return feat, aux
+
+
+def conv_maps(params: Params, crops: jax.Array, *, cfg: Re3Config) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """conv1-conv5 of the encoder (with the config's normalisation) on crops of any size.
+
+  Reads only the conv1..conv5 params. Used by the encoder's Siamese pretraining
+  (rolo_jax.train.re3_pretrain), which correlates an exemplar crop's conv5 map with a larger
+  search crop's.
+
+  Args:
+    params: {'conv1': ..., ..., 'conv5': ...} (more entries are ignored).
+    crops: [N, H, W, 3] preprocessed crops (``preprocess``), any H, W the VALID conv1 and the
+      pools leave at least one cell of.
+  Returns:
+    (conv5 [N, h, w, C5], aux: the activations up to conv5 by layer name).
+  """
+  if crops.dtype == jnp.uint8:
+    raise ValueError("re3.conv_maps: crops are uint8; call re3.preprocess first (mean subtraction)")
+  if crops.ndim != 4 or crops.shape[-1] != 3:
+    raise ValueError(f"re3.conv_maps: crops must be [N, H, W, 3], got shape {crops.shape}")
+  p = cast_params({k: params[k] for k in ("conv1", "conv2", "conv3", "conv4", "conv5")}, cfg)
+  aux = _trunk(p, crops, cfg, skips=False)
+  return aux["conv5"], aux
+
+
+def _trunk(p: Params, crops: jax.Array, cfg: Re3Config, *, skips: bool) -> Dict[str, jax.Array]:
+  """Every encoder activation by layer name; the skip branches and pool5 only with ``skips``."""
   g, st = cfg.conv_groups, cfg.conv_strides
 
   def norm(n, v):   # after pool1 (n = 1) / pool2 (n = 2)
@@ -438,19 +468,21 @@ def encode(params: Params, crops: jax.Array, *, cfg: Re3Config) -> Tuple[jax.Arr
     aux["pool1"] = x = max_pool(x)
     if cfg.norm in _NORM_LAYER:
       aux[_NORM_LAYER[cfg.norm] + "1"] = x = norm(1, x)
-    aux["skip1"] = skip("skip1", x)
+    if skips:
+      aux["skip1"] = skip("skip1", x)
     aux["conv2"] = x = conv(2, x)
     aux["pool2"] = x = max_pool(x)
     if cfg.norm in _NORM_LAYER:
       aux[_NORM_LAYER[cfg.norm] + "2"] = x = norm(2, x)
-    aux["skip2"] = skip("skip2", x)
+    if skips:
+      aux["skip2"] = skip("skip2", x)
     aux["conv3"] = x = conv(3, x)
     aux["conv4"] = x = conv(4, x)
     aux["conv5"] = x = conv(5, x)
-    aux["skip5"] = skip("skip5", x)
-    aux["pool5"] = x = max_pool(x)
-    feat = jnp.concatenate([flatten_chw(aux[k]) for k in ("skip1", "skip2", "skip5", "pool5")], axis=-1)
-  return feat, aux
+    if skips:
+      aux["skip5"] = skip("skip5", x)
+      aux["pool5"] = max_pool(x)
+  return aux
 
 
 def _step(p: Params, state: Re3State, pair: jax.Array, cfg: Re3Config):

@@ -274,8 +274,11 @@ def prior_box(model_cfg: re3.Re3Config) -> jax.Array:
 
 
 def init_train_state(key: jax.Array, model_cfg: re3.Re3Config, optimizer: optax.GradientTransformation,
-                     cfg: TaskConfig = TaskConfig()) -> TrainState:
+                     cfg: TaskConfig = TaskConfig(), encoder: Optional[PyTree] = None) -> TrainState:
   """Fresh params (re3.init) and optimiser state.
+
+  `encoder` ({'conv1': ..., ..., 'conv5': ...}, e.g. `re3_pretrain.encoder_params`) replaces the
+  fresh conv1-conv5 (the skip branches, fc6, the LSTMs and the output stay fresh).
 
   With cfg.prior_output_bias the output layer's bias starts at `prior_box`, the box every target
   occupies in a crop cut at its own previous position (a zero-motion tracker).  From zero, Adam
@@ -285,6 +288,12 @@ def init_train_state(key: jax.Array, model_cfg: re3.Re3Config, optimizer: optax.
   the zero bias, falls to ~2.4 with the prior bias).
   """
   params = re3.init(key, model_cfg)
+  if encoder is not None:
+    for name, layer in encoder.items():
+      for k, v in layer.items():
+        if params[name][k].shape != v.shape:
+          raise ValueError(f"encoder {name}.{k} has shape {v.shape}, the model {params[name][k].shape}")
+      params[name] = {k: jnp.asarray(v, params[name][k].dtype) for k, v in layer.items()}
   if cfg.prior_output_bias:
     params["fc_out"]["b"] = prior_box(model_cfg)
   return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
@@ -427,8 +436,13 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
           ema_decay: float = 0.0, cfg: TaskConfig = TaskConfig(), seed: int = 0,
           checkpoint_every: int = 200, profile_dir: Optional[str] = None, progress: bool = True,
           nan_at_step: Optional[int] = None, stop_after: Optional[int] = None,
-          meta: Optional[Dict[str, Any]] = None, parallel=None):
+          meta: Optional[Dict[str, Any]] = None, parallel=None, pretrain=None, log=None):
   """Trains (or resumes) Re3 in `workdir` with rolo_jax.train.loop.
+
+  With `pretrain` (a re3_pretrain.PretrainConfig with steps > 0) a fresh run first trains the conv
+  encoder with Siamese pretraining on the sampler's tracks in ``<workdir>/pretrain`` (resumable
+  like the run itself) and starts the curriculum from it; a run that already has a checkpoint
+  resumes without it.
 
   Args:
     model_cfg: the Re3 architecture.
@@ -443,11 +457,17 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     cfg: TaskConfig of the unrolled loss.
     meta: extra JSON-able run description stored with the checkpoints.
     parallel: a rolo_jax.train.parallel.DataParallel: data-parallel training on its mesh (the
-      same global batches and results as one device, to float rounding); None: one device.
+      same global batches and results as one device, to float rounding); None: one device. (The
+      pretraining runs on one device.)
+    pretrain: re3_pretrain.PretrainConfig or None (none).
+    log: called with progress lines (the pretraining's end).
   Returns:
-    (final TrainState, loop summary).
+    (final TrainState, loop summary); the summary has 'pretrain' (the pretraining loop's summary,
+    or None when this process ran none).
   """
   from rolo_jax.train import loop
+  from rolo_jax.train import re3_pretrain
+  from rolo_jax.train.checkpoint import Checkpointer
 
   if group_lr_scales is None:
     group_lr_scales = default_lr_scales(model_cfg)
@@ -455,8 +475,21 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   optimizer, schedule, update = _cached_update(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_steps,
                                                clip_norm, scales, lr_final_fraction, parallel, ema_decay)
 
+  encoder, pre_summary = None, None
+  pretraining = pretrain is not None and pretrain.steps > 0
+  if pretraining and Checkpointer(workdir).latest_step() is None:   # a fresh run
+    pre_state, pre_summary = re3_pretrain.train(
+        workdir=re3_pretrain.pretrain_dir(workdir), model_cfg=model_cfg, sampler=sampler, cfg=pretrain,
+        seed=seed, checkpoint_every=checkpoint_every, progress=progress)
+    encoder = re3_pretrain.encoder_params(pre_state)
+    if log is not None:
+      last = pre_summary["last"]
+      log(f"encoder pretraining: {pre_summary['steps']} steps, {pre_summary['seconds']:.0f} s, "
+          f"loss {last.get('loss', float('nan')):.4f}, peak within one cell "
+          f"{100 * last.get('peak_acc', float('nan')):.0f}% of the last batch")
+
   def init_fn(key):
-    return init_train_state(key, model_cfg, optimizer, cfg)
+    return init_train_state(key, model_cfg, optimizer, cfg, encoder=encoder)
 
   def batch_fn(position, stage):
     return tuple(sampler.batch(position, stage.unroll, stage.batch))
@@ -475,7 +508,10 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
                             "clip_norm": clip_norm, "total_steps": total_steps,
                             "group_lr_scales": dict(group_lr_scales),
                             # (only when on: workdirs written before averaging existed resume)
-                            **({"ema_decay": ema_decay} if ema_decay else {})},
+                            **({"ema_decay": ema_decay} if ema_decay else {}),
+                            # (likewise; the pretraining's other settings are in its own
+                            # checkpoints, <workdir>/pretrain)
+                            **({"encoder_pretrain_steps": pretrain.steps} if pretraining else {})},
               "curriculum": {"stages": [list(s) for s in curriculum.stages],
                              "stage_steps": curriculum.stage_steps, "patience": curriculum.patience,
                              "min_delta": curriculum.min_delta, "p_pred": curriculum.p_pred}}
@@ -483,5 +519,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   lcfg = loop.LoopConfig(workdir=workdir, total_steps=total_steps, checkpoint_every=checkpoint_every,
                          seed=seed, profile_dir=profile_dir, progress=progress,
                          nan_at_step=nan_at_step, stop_after=stop_after)
-  return loop.train(init_fn=init_fn, update_fn=update, batch_fn=batch_fn, curriculum=curriculum,
-                    config=lcfg, meta=run_meta, lr_fn=schedule, place_state=place_state)
+  state, summary = loop.train(init_fn=init_fn, update_fn=update, batch_fn=batch_fn, curriculum=curriculum,
+                              config=lcfg, meta=run_meta, lr_fn=schedule, place_state=place_state)
+  summary["pretrain"] = pre_summary
+  return state, summary
