@@ -28,7 +28,10 @@ automatic plateau rule with --patience / --min_delta). The model the run evaluat
 tracking is an exponential moving average of the weights (--params_ema, decay 0.998; the raw
 weights stay in the checkpoint for resuming, --eval_raw scores them): the paper has no such
 average, but the last stage's batches of 2 leave the raw weights noisy (WORKSPACE.md, Re3,
-"Session 15").
+"Session 15"). --pretrain_steps N first trains the conv encoder for N updates with SiamFC's
+objective on the training tracks (rolo_jax.train.re3_pretrain), an offline stand-in for the
+paper's ImageNet initialisation; it is off by default because three runs with it tracked no better
+than the default on 60 validation videos (WORKSPACE.md, Re3, "Session 19").
 """
 from __future__ import annotations
 
@@ -71,9 +74,10 @@ flags.DEFINE_float("clip_norm", 0.0, "Clip gradients to this global norm (0: off
 flags.DEFINE_float("params_ema", 0.998, "Decay of the exponential moving average of the weights that "
                    "the checkpoint's model (evaluation, tracking) uses; training is unchanged (0: off, "
                    "the raw weights).")
-flags.DEFINE_integer("pretrain_steps", 400, "Updates of the conv encoder's Siamese pretraining on the training "
-                     "tracks before the curriculum (rolo_jax.train.re3_pretrain; 0: none, the encoder starts "
-                     "from random weights).")
+flags.DEFINE_integer("pretrain_steps", 0, "Updates of the conv encoder's Siamese pretraining on the training "
+                     "tracks before the curriculum (rolo_jax.train.re3_pretrain; 400 take ~50 s on 2 cores; "
+                     "0: none, the encoder starts from random weights). Off by default: it did not help "
+                     "tracking on the validation videos (WORKSPACE.md, Re3, session 19).")
 flags.DEFINE_integer("pretrain_batch", 32, "Exemplar/search pairs per pretraining update.")
 flags.DEFINE_bool("eval_raw", False, "Evaluate the raw training weights even when the checkpoint holds "
                   "an average (--params_ema).")
@@ -175,8 +179,7 @@ def resume_flags(saved_values) -> str:
 
 
 SMOKE = dict(steps=4, stages="2x2,4x1", stage_steps="2", num_train_seqs=3, num_test_seqs=1, test_frames=30,
-             checkpoint_every=2, warmup_steps=0, baselines="static", gif=False, pretrain_steps=2,
-             pretrain_batch=2)
+             checkpoint_every=2, warmup_steps=0, baselines="static", gif=False, pretrain_batch=2)
 SMOKE_MODEL = dict(conv_channels=(8, 16, 16, 16, 16), skip_channels=(4, 4, 4), fc6_units=32,
                    lstm_hidden=16)
 

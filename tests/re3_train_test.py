@@ -455,8 +455,8 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
       (["--lr=5e-3"], "different 'optimizer' than this run (lr: 0.0007 -> 0.005)", "--lr 0.0007"),
       (["--params_ema=0"], "different 'optimizer' than this run (ema_decay: 0.998 -> '<absent>')",
        "--params_ema 0.998"),
-      (["--pretrain_steps=0"],
-       "different 'optimizer' than this run (encoder_pretrain_steps: 2 -> '<absent>')", "--pretrain_steps 2"),
+      (["--pretrain_steps=2"],
+       "different 'optimizer' than this run (encoder_pretrain_steps: '<absent>' -> 2)", "--pretrain_steps 0"),
       (["--stages=2x2,2x2"], "different 'curriculum'", None),
       (["--seed=9"], "trained with a different seed than this run (seed: 0 -> 9)", "--seed 0")):
     r = cli(tmp_path / "w", "--noeval", *flags)
@@ -465,6 +465,17 @@ def test_cli_resume_with_other_lr_or_seed_is_refused(tmp_path):
             else "flags that match" not in r.stderr), r.stderr
   done = cli(tmp_path / "w", "--noeval")   # its own settings: resumes and finishes
   assert done.returncode == 0, done.stderr
+
+
+def test_cli_pretrains_the_encoder_first_and_records_it(tmp_path):
+  # --pretrain_steps runs the encoder's Siamese pretraining (rolo_jax.train.re3_pretrain) in
+  # <workdir>/pretrain before the curriculum; the run's checkpoints record its steps.
+  r = cli(tmp_path / "w", "--pretrain_steps=2", "--noeval")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "encoder pretraining: 2 steps" in r.stdout, r.stdout
+  assert ck.Checkpointer(str(tmp_path / "w" / "pretrain")).latest_step() == 2
+  c = ck.Checkpointer(str(tmp_path / "w"))
+  assert c.read_json(c.latest_step())["meta"]["optimizer"]["encoder_pretrain_steps"] == 2
 
 
 def test_resume_flags_translate_saved_settings_to_flags():
