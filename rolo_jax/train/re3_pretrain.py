@@ -13,9 +13,9 @@ steps (seeds 0, 1 and 0 again with another pretraining draw) scored 0.476 ± 0.0
 default run's 20 test videos, 0.505 ± 0.031 on 60 and 0.507 ± 0.005 on 60 validation videos,
 against 0.453 ± 0.032, 0.505 ± 0.016 and 0.517 ± 0.009 for the same seeds without it
 (WORKSPACE.md, Re3, "Session 19"). The encoder keeps what it learns here
-through the curriculum (its peak lands within one cell of the target for 71% of held-out pairs
-after the curriculum, 78% before, 44% for a random encoder), so the features survive; the tracker
-just does not track better with them.
+through the curriculum (its peak lands within one cell of the target for 71% of new pairs of the
+training videos after the curriculum, 78% before, 44% for a random encoder), so the features
+survive; the tracker just does not track better with them.
 
 One sample (all choices from a numpy Generator seeded by (seed, position), so a batch is a pure
 function of the sampler and `position`, as Re3Sampler's):
