@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import app, flags
@@ -133,22 +132,13 @@ class _UsageError(Exception):
 
 def main(argv):
   del argv
-  from rolo_jax.errors import DataError
-  from rolo_jax.train.loop import ConfigMismatchError, NonFiniteError
+  from rolo_jax.errors import cli_main, usage_error
   try:
-    run()
+    # (the other experiments' handling: bad data, a refused workdir with the flags that match it,
+    # an OSError naming its path, a non-finite loss: one line each; warnings as 'note:' lines)
+    cli_main(run, mismatch_hint=resume_flags)()
   except _UsageError as e:
-    print(f"error: {e} (see --help)", file=sys.stderr)
-    raise SystemExit(2)
-  except NonFiniteError as e:
-    print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(1)
-  except ConfigMismatchError as e:
-    print(f"error: {e.with_hint(resume_flags(e.saved_values))}", file=sys.stderr)
-    raise SystemExit(2)
-  except (DataError, FileNotFoundError, NotADirectoryError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    raise SystemExit(2)
+    usage_error(str(e))
 
 
 # (checkpoint meta section, field) -> the flag that sets it, for the refusal's hint.
