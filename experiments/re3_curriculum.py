@@ -77,11 +77,12 @@ flags.DEFINE_integer("pretrain_steps", 0, "Updates of the conv encoder's Siamese
                      "tracks before the curriculum (rolo_jax.train.re3_pretrain; 400 take ~50 s on 2 cores; "
                      "0: none, the encoder starts from random weights). Off by default: it did not help "
                      "tracking on the validation videos (WORKSPACE.md, Re3, session 19).")
-flags.DEFINE_integer("pretrain_batch", 32, "Exemplar/search pairs per pretraining update.")
+flags.DEFINE_integer("pretrain_batch", 32, "Exemplar/search pairs per pretraining update (with --pretrain_steps).")
 flags.DEFINE_bool("eval_raw", False, "Evaluate the raw training weights even when the checkpoint holds "
                   "an average (--params_ema).")
-flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 (-1: 1 / init_input_std of the "
-                   "config, which conv1's init is divided by; 1: none).")
+flags.DEFINE_float("conv1_lr_scale", -1.0, "Learning-rate factor of conv1 in the curriculum (-1: 1 / "
+                   "init_input_std of the config, which conv1's init is divided by; 1: none; the "
+                   "pretraining always uses 1 / init_input_std).")
 flags.DEFINE_integer("crop_size", 0, "Override the config's crop side in pixels (0: the config's; tiny: 83).")
 flags.DEFINE_integer("fc6_units", 0, "Override the config's fc6 width (0: the config's; tiny: 256).")
 flags.DEFINE_integer("lstm_hidden", 0, "Override the config's LSTM width (0: the config's; tiny: 128).")
@@ -114,7 +115,8 @@ flags.DEFINE_bool("probe", False, "Also measure how one step corrects a crop box
                   "probe.json / probe.md.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_integer("inject_nan_at", None, "Testing: make the loss of this step NaN.")
-flags.DEFINE_integer("stop_after", None, "Testing: end the process after this many updates.")
+flags.DEFINE_integer("stop_after", None, "Testing: end the process after this many curriculum updates "
+                     "(the pretraining's are not counted).")
 flags.DEFINE_bool("data_parallel", False, "Split each batch over every device (all processes) with "
                   "jax.sharding; same results as one device to float rounding (rolo_jax.train.parallel).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "Forward/backward compute dtype "
@@ -313,10 +315,6 @@ def run():
     pretrain = None
     if s["pretrain_steps"]:
       from rolo_jax.train import re3_pretrain
-      try:
-        re3_pretrain.geometry(model_cfg, re3_pretrain.PretrainConfig.cells)
-      except ValueError as e:
-        raise _UsageError(f"--pretrain_steps {s['pretrain_steps']}: {e}") from None
       pretrain = re3_pretrain.PretrainConfig(steps=s["pretrain_steps"], batch=s["pretrain_batch"])
     t0 = time.time()
     _, summary = re3_task.train(

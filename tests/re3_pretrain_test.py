@@ -31,6 +31,28 @@ def test_geometry_of_tiny_and_paper_and_a_config_it_cannot_serve():
     P.geometry(re3.CONFIGS["tiny"], 0)
 
 
+def test_response_cells_look_where_the_labels_say():
+  # With 1×1 kernels after conv1 (SAME padding then changes nothing) and no normalisation, the
+  # trunk is exactly shift-equivariant in steps of the total stride: an exemplar cut out of a search
+  # crop at (16 i, 16 j) has the conv5 map of the search map's cells (i..i+3, j..j+3), so response
+  # cell (i, j) compares the exemplar with the search crop's window whose centre is
+  # (E/2 + 16 j, E/2 + 16 i) -- the point `labels` gives cell (i, j).
+  cfg = re3.CONFIGS["tiny"].replace(conv_kernels=(11, 1, 1, 1, 1), norm="none")
+  g = P.geometry(cfg, 3)
+  params = re3.init(jax.random.PRNGKey(0), cfg)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (1, g.search, g.search, 3), minval=-100, maxval=100)
+  fx, _ = re3.conv_maps(params, x, cfg=cfg)
+  assert fx.shape[1:3] == (10, 10)
+  for i, j in ((0, 0), (3, 3), (6, 2), (1, 5)):
+    z = x[:, 16 * i:16 * i + g.exemplar, 16 * j:16 * j + g.exemplar]
+    fz, _ = re3.conv_maps(params, z, cfg=cfg)
+    np.testing.assert_allclose(np.asarray(fz[0]), np.asarray(fx[0, i:i + 4, j:j + 4]), rtol=1e-5, atol=1e-5)
+    assert g.centres[j] == 16 * j + g.exemplar / 2 and g.centres[i] == 16 * i + g.exemplar / 2
+    # ... and `labels` makes that cell positive for a target centred in that window.
+    lab, _ = P.labels(jnp.array([[16 * j + g.exemplar / 2, 16 * i + g.exemplar / 2]]), g, 0.5)
+    assert np.argwhere(np.asarray(lab[0])).tolist() == [[i, j]]
+
+
 def test_xcorr_equals_the_direct_sum():
   rng = np.random.default_rng(0)
   z = rng.normal(size=(2, 3, 2, 5)).astype(np.float32)
@@ -101,6 +123,36 @@ def test_pairs_put_the_target_where_the_label_says():
   for u, v in zip(b, again):
     np.testing.assert_array_equal(u, v)
   assert not np.array_equal(pairs.batch(8).target, b.target)
+  # One lock with the Re3Sampler: they share its frame cache, and the pretraining's last prefetched
+  # batch can still be running when the curriculum draws its first.
+  assert pairs._lock is sampler._lock
+
+
+def test_an_asymmetric_target_is_not_flipped_or_shifted():
+  # The target's left half dark grey, right half white: in an unmirrored pair the bright half is on
+  # the right in both crops, in a mirrored one on the left in both, and the label moves with it.
+  frames = np.zeros((4, 120, 160, 3), np.uint8)
+  boxes = []
+  for t in range(4):
+    x, y = 50 + 2 * t, 40
+    frames[t, y:y + 30, x:x + 12] = 80
+    frames[t, y:y + 30, x + 12:x + 24] = 255
+    boxes.append((x, y, 24, 30))
+  seq = Sequence("halves", ArrayFrames(frames), np.array(boxes, np.float64))
+  cfg = re3.CONFIGS["tiny"]
+  for p_mirror, bright_right in ((0.0, True), (1.0, False)):
+    sampler = re3_data.Re3Sampler([seq], seed=0, p_mirror=p_mirror)
+    b = P.PairSampler(sampler, cfg, P.PretrainConfig(batch=6, max_gap=3), seed=1).batch(0)
+    for k in range(6):
+      for img, centre in ((b.exemplars[k], (41.5, 41.5)), (b.searches[k], tuple(b.target[k]))):
+        cx, cy = centre
+        row = img[int(cy), :, 0].astype(int)
+        left, right = row[int(cx) - 10], row[int(cx) + 10]
+        assert (right > left) == bright_right, (p_mirror, k)
+        # the bright half ends 41.5 / 2 px right (or left) of the centre, to a pixel
+        edge = np.flatnonzero(row > 200)
+        end = edge.max() + 1 if bright_right else edge.min()
+        assert abs(end - (cx + 20.75 if bright_right else cx - 20.75)) <= 1.0, (p_mirror, k, end, cx)
 
 
 def test_pretraining_resumes_to_the_same_encoder_and_a_fresh_re3_run_starts_from_it(tmp_path):
@@ -123,9 +175,12 @@ def test_pretraining_resumes_to_the_same_encoder_and_a_fresh_re3_run_starts_from
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   enc = P.encoder_params(full)
   assert sorted(enc) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
-  # The pretraining changed the encoder, and a fresh Re3 state carries it (the rest re3.init's).
+  # The pretraining changed the encoder it started from (the loop's init key for seed 1) ...
+  start = P.init_params(jax.random.split(jax.random.PRNGKey(1))[0], SMALL, pc)
+  for name in P.CONVS:
+    assert not np.allclose(np.asarray(enc[name]["w"]), np.asarray(start[name]["w"])), name
+  # ... and a fresh Re3 state carries it (the rest re3.init's).
   init = re3.init(jax.random.PRNGKey(5), SMALL)
-  assert not np.allclose(np.asarray(enc["conv3"]["w"]), np.asarray(init["conv3"]["w"]))
   opt = optim.make_optimizer(1e-3)
   st = re3_task.init_train_state(jax.random.PRNGKey(5), SMALL, opt, encoder=enc)
   for name in P.CONVS:
@@ -153,10 +208,37 @@ def test_re3_train_pretrains_a_fresh_run_only(tmp_path):
                           stop_after=stop_after, pretrain=P.PretrainConfig(steps=2, batch=2),
                           log=lines.append)
 
-  _, s = run(stop_after=2)
-  assert s["pretrain"]["steps"] == 2 and any(l.startswith("encoder pretraining: 2 steps") for l in lines)
+  # Stopped before the curriculum's first update: the state it starts from has the pretrained
+  # conv1-conv5 (read back from the pretraining's own checkpoint).
+  st0, s = run(stop_after=0)
+  assert s["pretrain"]["steps"] == 2 and s["steps"] == 0
+  assert lines[-1].startswith("encoder pretraining: 2 steps"), lines
   assert ck.Checkpointer(str(tmp_path / "w" / "pretrain")).latest_step() == 2
+  pre, pre_summary = P.train(workdir=str(tmp_path / "w" / "pretrain"), model_cfg=SMALL,
+                             sampler=re3_data.Re3Sampler(pool, seed=0),
+                             cfg=P.PretrainConfig(steps=2, batch=2), progress=False)
+  assert pre_summary["steps_this_run"] == 0
+  enc = P.encoder_params(pre)
+  for name in P.CONVS:
+    for k in ("w", "b"):
+      np.testing.assert_array_equal(np.asarray(st0.params[name][k]), np.asarray(enc[name][k]))
+  # Run again before any curriculum checkpoint: the finished pretraining is reused, not redone.
+  _, s = run(stop_after=2)
+  assert s["pretrain"]["steps_this_run"] == 0 and "reusing the finished 2 steps" in lines[-1], lines
   c = ck.Checkpointer(str(tmp_path / "w"))
   assert c.read_json(c.latest_step())["meta"]["optimizer"]["encoder_pretrain_steps"] == 2
+  # A curriculum checkpoint exists now: the resume does not pretrain at all.
   _, s = run()
   assert s["pretrain"] is None and s["steps"] == 4 and s["resumed_from"] == 2
+
+
+def test_an_interrupted_pretraining_does_not_continue_on_other_tracks(tmp_path):
+  from rolo_jax.data import synthetic
+  from rolo_jax.errors import ConfigMismatchError
+  pool = list(synthetic.make_split("train", 4, synthetic.PRESETS["train"]))
+  pc = P.PretrainConfig(steps=4, batch=2)
+  P.train(workdir=str(tmp_path / "p"), model_cfg=SMALL, sampler=re3_data.Re3Sampler(pool[:3], seed=0),
+          cfg=pc, checkpoint_every=2, progress=False, stop_after=2, data={"data": "synthetic"})
+  with pytest.raises(ConfigMismatchError, match="different 'data'"):
+    P.train(workdir=str(tmp_path / "p"), model_cfg=SMALL, sampler=re3_data.Re3Sampler(pool, seed=0),
+            cfg=pc, checkpoint_every=2, progress=False, data={"data": "synthetic"})

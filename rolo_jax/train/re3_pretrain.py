@@ -9,13 +9,22 @@ objective (Bertinetto et al. 2016) on the same tracks the curriculum then uses: 
 one frame in a larger crop of another frame of the same track, among whatever else is there.
 It is the project's offline stand-in for the paper's ImageNet initialisation, off by default
 (`experiments.re3_curriculum --pretrain_steps N` turns it on): in session 19 three runs with 400
-steps (seeds 0, 1 and 0 again with another pretraining draw) scored 0.476 ± 0.049 success AUC on the
+steps (one of this code, seed 0, and two of a scratch prototype of it with its own sampling, seeds
+0 and 1; so seed 0's run without it is counted twice below) scored 0.476 ± 0.049 success AUC on the
 default run's 20 test videos, 0.505 ± 0.031 on 60 and 0.507 ± 0.005 on 60 validation videos,
 against 0.453 ± 0.032, 0.505 ± 0.016 and 0.517 ± 0.009 for the same seeds without it
 (WORKSPACE.md, Re3, "Session 19"). The encoder keeps what it learns here
 through the curriculum (its peak lands within one cell of the target for 71% of new pairs of the
 training videos after the curriculum, 78% before, 44% for a random encoder), so the features
 survive; the tracker just does not track better with them.
+
+What the two branches see differs from what the tracker sees: conv2-conv5 pad SAME and tiny's
+group norm takes its statistics over the whole map, so the exemplar's 4×4 conv5 map (all border
+cells) and the same pixels' cells inside the 179-px search map are not the same numbers (the
+session-19 review measured differences of the order of the features themselves), and neither is
+exactly the 83-px crop's feature the curriculum trains on. SiamFC avoids this with an unpadded,
+batch-normalised trunk; Re3's trunk is fixed by the spec. Whether an exemplar cut from the middle of
+a search-sized crop would serve the tracker better was not tried.
 
 One sample (all choices from a numpy Generator seeded by (seed, position), so a batch is a pure
 function of the sampler and `position`, as Re3Sampler's):
@@ -46,7 +55,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import threading
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -131,10 +139,12 @@ class PairSampler:
                       for labs in self._labelled]
     if not any(len(e) for e in self._eligible):
       raise DataError(None, "Siamese pretraining: no training track has a labelled frame")
-    self._lock = threading.Lock()
+    # The Re3Sampler's own lock: the two share its frame cache, and the pretraining loop's last
+    # prefetched batch may still be cutting crops when the curriculum's first batch is drawn.
+    self._lock = sampler._lock
 
   def batch(self, position: int) -> PairBatch:
-    with self._lock:   # (the loop prefetches in a thread; the frame cache is shared)
+    with self._lock:
       return self._batch(position)
 
   def _batch(self, position: int) -> PairBatch:
@@ -257,16 +267,28 @@ def _nan_target(batch: PairBatch) -> PairBatch:
   return PairBatch(batch.exemplars, batch.searches, np.full_like(batch.target, np.nan))
 
 
-def run_meta(model_cfg: re3.Re3Config, cfg: PretrainConfig) -> Dict[str, Any]:
-  return {"model": "re3_encoder_pretrain", "config": model_cfg, "task": cfg}
+def run_meta(model_cfg: re3.Re3Config, cfg: PretrainConfig, sampler=None,
+             data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """The pretraining checkpoints' run description; 'data' (the tracks it samples) is compared on
+  resume like the curriculum's, so an interrupted pretraining never continues on other tracks."""
+  meta = {"model": "re3_encoder_pretrain", "config": model_cfg, "task": cfg}
+  if sampler is not None or data:
+    meta["data"] = dict(data or {})
+    if sampler is not None:
+      meta["data"].update(num_tracks=list(sampler.num_tracks), p_real=sampler.p_real,
+                          p_mirror=sampler.p_mirror)
+  return meta
 
 
 def train(*, workdir: str, model_cfg: re3.Re3Config, sampler, cfg: PretrainConfig = PretrainConfig(),
           seed: int = 0, checkpoint_every: int = 200, progress: bool = True,
-          stop_after: Optional[int] = None, nan_at_step: Optional[int] = None):
+          stop_after: Optional[int] = None, nan_at_step: Optional[int] = None,
+          data: Optional[Dict[str, Any]] = None):
   """Runs (or resumes) the pretraining in `workdir` (a folder of its own: the Re3 run uses
   ``<run workdir>/pretrain``). `sampler` is a Re3Sampler; its tracks are sampled as PairSampler
-  does with `seed`. Returns (final loop.TrainState, loop summary)."""
+  does with `seed`. `data`: a JSON-able description of the tracks (the Re3 run's data entries),
+  stored and compared on resume with the sampler's track counts. Returns (final
+  loop.TrainState, loop summary)."""
   from rolo_jax.train import loop
 
   optimizer, schedule, update = _optimizer_update(model_cfg, cfg)
@@ -281,7 +303,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, sampler, cfg: PretrainConfi
   hooks = loop.TaskHooks(inject_nan=_nan_target, postfix=("loss", "peak_acc"),
                          desc="encoder pretraining")
   return loop.train(init_fn=init_fn, update_fn=update, batch_fn=lambda pos, stage: pairs.batch(pos),
-                    curriculum=loop.fixed_stage(1, cfg.batch), config=lcfg, meta=run_meta(model_cfg, cfg),
+                    curriculum=loop.fixed_stage(1, cfg.batch), config=lcfg,
+                    meta=run_meta(model_cfg, cfg, sampler, data),
                     lr_fn=schedule, hooks=hooks)
 
 

@@ -458,7 +458,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     meta: extra JSON-able run description stored with the checkpoints.
     parallel: a rolo_jax.train.parallel.DataParallel: data-parallel training on its mesh (the
       same global batches and results as one device, to float rounding); None: one device. (The
-      pretraining runs on one device.)
+      pretraining runs on one device, in every process.)
     pretrain: re3_pretrain.PretrainConfig or None (none).
     log: called with progress lines (the pretraining's end).
   Returns:
@@ -477,16 +477,24 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
 
   encoder, pre_summary = None, None
   pretraining = pretrain is not None and pretrain.steps > 0
-  if pretraining and Checkpointer(workdir).latest_step() is None:   # a fresh run
+  if pretraining:
+    probe = Checkpointer(workdir)
+    fresh = probe.latest_step() is None
+    probe.close()
+  if pretraining and fresh:
     pre_state, pre_summary = re3_pretrain.train(
         workdir=re3_pretrain.pretrain_dir(workdir), model_cfg=model_cfg, sampler=sampler, cfg=pretrain,
-        seed=seed, checkpoint_every=checkpoint_every, progress=progress)
+        seed=seed, checkpoint_every=checkpoint_every, progress=progress, data=meta)
     encoder = re3_pretrain.encoder_params(pre_state)
     if log is not None:
       last = pre_summary["last"]
-      log(f"encoder pretraining: {pre_summary['steps']} steps, {pre_summary['seconds']:.0f} s, "
-          f"loss {last.get('loss', float('nan')):.4f}, peak within one cell "
-          f"{100 * last.get('peak_acc', float('nan')):.0f}% of the last batch")
+      if pre_summary["steps_this_run"] == 0:   # finished before the curriculum's first checkpoint
+        log(f"encoder pretraining: reusing the finished {pre_summary['steps']} steps in "
+            f"{re3_pretrain.pretrain_dir(workdir)}")
+      else:
+        log(f"encoder pretraining: {pre_summary['steps']} steps, {pre_summary['seconds']:.0f} s, "
+            f"loss {last['loss']:.4f}, peak within one cell {100 * last['peak_acc']:.0f}% of the last "
+            f"batch")
 
   def init_fn(key):
     return init_train_state(key, model_cfg, optimizer, cfg, encoder=encoder)
