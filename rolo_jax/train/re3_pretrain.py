@@ -23,8 +23,9 @@ group norm takes its statistics over the whole map, so the exemplar's 4×4 conv5
 cells) and the same pixels' cells inside the 179-px search map are not the same numbers (the
 session-19 review measured differences of the order of the features themselves), and neither is
 exactly the 83-px crop's feature the curriculum trains on. SiamFC avoids this with an unpadded,
-batch-normalised trunk; Re3's trunk is fixed by the spec. Whether an exemplar cut from the middle of
-a search-sized crop would serve the tracker better was not tried.
+batch-normalised trunk; Re3's trunk is fixed by the spec. An exemplar whose conv5 is the middle of
+a search-sized crop's map (both branches then alike; a scratch patch, one seed) tracked no better
+either (WORKSPACE.md, Re3, "Session 19").
 
 One sample (all choices from a numpy Generator seeded by (seed, position), so a batch is a pure
 function of the sampler and `position`, as Re3Sampler's):
