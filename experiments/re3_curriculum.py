@@ -30,7 +30,7 @@ weights stay in the checkpoint for resuming, --eval_raw scores them): the paper 
 average, but the last stage's batches of 2 leave the raw weights noisy (WORKSPACE.md, Re3,
 "Session 15"). --pretrain_steps N first trains the conv encoder for N updates with SiamFC's
 objective on the training tracks (rolo_jax.train.re3_pretrain), an offline stand-in for the
-paper's ImageNet initialisation; it is off by default because three runs with it tracked no better
+paper's ImageNet initialisation; it is off by default because four runs with it tracked no better
 than the default on 60 validation videos (WORKSPACE.md, Re3, "Session 19").
 """
 from __future__ import annotations

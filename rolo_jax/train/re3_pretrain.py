@@ -8,11 +8,11 @@ never asked to tell the target from a similar object. This stage asks exactly th
 objective (Bertinetto et al. 2016) on the same tracks the curriculum then uses: find the target of
 one frame in a larger crop of another frame of the same track, among whatever else is there.
 It is the project's offline stand-in for the paper's ImageNet initialisation, off by default
-(`experiments.re3_curriculum --pretrain_steps N` turns it on): in session 19 three runs with 400
-steps (one of this code, seed 0, and two of a scratch prototype of it with its own sampling, seeds
-0 and 1; so seed 0's run without it is counted twice below) scored 0.476 ± 0.049 success AUC on the
-default run's 20 test videos, 0.505 ± 0.031 on 60 and 0.507 ± 0.005 on 60 validation videos,
-against 0.453 ± 0.032, 0.505 ± 0.016 and 0.517 ± 0.009 for the same seeds without it
+(`experiments.re3_curriculum --pretrain_steps N` turns it on): in session 19 four runs with 400
+steps (two of this code, seeds 0 and 1, and two of a scratch prototype of it with its own sampling,
+seeds 0 and 1; so each run without it is counted twice below) scored 0.454 ± 0.060 success AUC on
+the default run's 20 test videos, 0.501 ± 0.026 on 60 and 0.509 ± 0.006 on 60 validation videos,
+against 0.444 ± 0.032, 0.501 ± 0.016 and 0.514 ± 0.009 for the same seeds without it
 (WORKSPACE.md, Re3, "Session 19"). The encoder keeps what it learns here
 through the curriculum (its peak lands within one cell of the target for 71% of new pairs of the
 training videos after the curriculum, 78% before, 44% for a random encoder), so the features
