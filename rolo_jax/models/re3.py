@@ -82,6 +82,7 @@ Params = Dict[str, Any]
 
 MEAN_RGB = (123.15, 115.90, 103.06)
 CONV_PADDING = ("VALID", "SAME", "SAME", "SAME", "SAME")
+CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")   # the trunk's params (`conv_maps`)
 POOL_SIZE = 3
 POOL_STRIDE = 2
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -438,7 +439,7 @@ def conv_maps(params: Params, crops: jax.Array, *, cfg: Re3Config) -> Tuple[jax.
     raise ValueError("re3.conv_maps: crops are uint8; call re3.preprocess first (mean subtraction)")
   if crops.ndim != 4 or crops.shape[-1] != 3:
     raise ValueError(f"re3.conv_maps: crops must be [N, H, W, 3], got shape {crops.shape}")
-  p = cast_params({k: params[k] for k in ("conv1", "conv2", "conv3", "conv4", "conv5")}, cfg)
+  p = cast_params({k: params[k] for k in CONV_LAYERS}, cfg)
   aux = _trunk(p, crops, cfg, skips=False)
   return aux["conv5"], aux
 

@@ -69,7 +69,7 @@ from rolo_jax.models import re3
 from rolo_jax.train import optim
 
 PyTree = Any
-CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+CONVS = re3.CONV_LAYERS
 SUBDIR = "pretrain"
 
 
@@ -268,17 +268,13 @@ def _nan_target(batch: PairBatch) -> PairBatch:
   return PairBatch(batch.exemplars, batch.searches, np.full_like(batch.target, np.nan))
 
 
-def run_meta(model_cfg: re3.Re3Config, cfg: PretrainConfig, sampler=None,
+def run_meta(model_cfg: re3.Re3Config, cfg: PretrainConfig, sampler,
              data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """The pretraining checkpoints' run description; 'data' (the tracks it samples) is compared on
   resume like the curriculum's, so an interrupted pretraining never continues on other tracks."""
-  meta = {"model": "re3_encoder_pretrain", "config": model_cfg, "task": cfg}
-  if sampler is not None or data:
-    meta["data"] = dict(data or {})
-    if sampler is not None:
-      meta["data"].update(num_tracks=list(sampler.num_tracks), p_real=sampler.p_real,
-                          p_mirror=sampler.p_mirror)
-  return meta
+  return {"model": "re3_encoder_pretrain", "config": model_cfg, "task": cfg,
+          "data": dict(data or {}, num_tracks=list(sampler.num_tracks), p_real=sampler.p_real,
+                       p_mirror=sampler.p_mirror)}
 
 
 def train(*, workdir: str, model_cfg: re3.Re3Config, sampler, cfg: PretrainConfig = PretrainConfig(),
