@@ -50,7 +50,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from rolo_jax.data.formats import otb as otb_format
-from rolo_jax.data.formats._common import check_nonnegative_size, rows_with_lines
+from rolo_jax.data.formats._common import check_nonnegative_size, check_scorable_size, rows_with_lines
 from rolo_jax.data.formats.textrows import read_rows
 from rolo_jax.errors import ArgumentParser, DataError, check_output_file, cli_main, same_file
 from rolo_jax.eval import otb
@@ -168,13 +168,7 @@ def _load_gt(path: str, entry: Optional[Dict]) -> Tuple[np.ndarray, int]:
   """Ground truth of the sequence's frame range and its first frame number."""
   gt, lines = rows_with_lines(path, 4, allow_nan=True, what="x,y,w,h")
   check_nonnegative_size(path, gt, lines)
-  with np.errstate(over="ignore", invalid="ignore"):   # a box the scoring cannot represent
-    ends = np.stack([gt[:, 0] + gt[:, 2], gt[:, 1] + gt[:, 3], gt[:, 2] * gt[:, 3]], 1)
-  huge = (~np.isfinite(ends)).any(axis=1) & ~np.isnan(gt).any(axis=1)
-  if huge.any():
-    i = int(np.argmax(huge))
-    raise DataError(path, f"box {gt[i].tolist()} is too large to score (x+w, y+h or w*h is beyond "
-                    "the float range)", line=int(lines[i]))
+  check_scorable_size(path, gt, lines)
   if len(gt) == 0:
     raise DataError(path, "ground-truth file has no rows")
   if entry is None:

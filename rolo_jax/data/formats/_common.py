@@ -81,6 +81,21 @@ def check_nonnegative_size(path: str, boxes: np.ndarray, lines: np.ndarray) -> N
                     line=int(lines[i]))
 
 
+def check_scorable_size(path: str, boxes: np.ndarray, lines: np.ndarray) -> None:
+  """DataError at the first row whose x+w, y+h or w*h is beyond the float range (NaN rows pass).
+
+  A ground-truth box like 1e308 is finite, so the readers take it, but every overlap computed
+  with it overflows: scored, it would count as a target no tracker can match.
+  """
+  with np.errstate(over="ignore", invalid="ignore"):
+    ends = np.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3], boxes[:, 2] * boxes[:, 3]], 1)
+  huge = (~np.isfinite(ends)).any(axis=1) & ~np.isnan(boxes[:, :4]).any(axis=1)
+  if huge.any():
+    i = int(np.argmax(huge))
+    raise DataError(path, f"box {boxes[i].tolist()} is too large to score (x+w, y+h or w*h is "
+                          "beyond the float range)", line=int(lines[i]))
+
+
 def numeric_stem(path: str) -> Optional[int]:
   """The number at the end of a file's stem ('img/0300.jpg' -> 300), or None."""
   stem = os.path.splitext(os.path.basename(path))[0]
