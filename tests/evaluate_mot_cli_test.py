@@ -167,6 +167,19 @@ def test_blank_lines_between_rows_are_fine(tmp_path, capsys):
   assert rc == 0 and _parse(cap.out)["num_misses"] == 0
 
 
+def _exit_2_one_line(tmp_path, capsys, gt_text: str, res_text: str) -> str:
+  """Writes gt.txt and res.txt, runs the CLI, asserts exit 2 with one stderr line; returns it."""
+  (tmp_path / "gt.txt").write_text(gt_text)
+  (tmp_path / "res.txt").write_text(res_text)
+  with pytest.raises(SystemExit) as e:
+    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
+                                 str(tmp_path / "res.txt")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  return err[0]
+
+
 @pytest.mark.parametrize("bad_line,expect", [
     ("2,1,0,0,10\n", "line 2"),                       # wrong column count
     ("2,1,0,zero,10,10,-1,-1,-1,-1\n", "line 2"),     # not a number
@@ -177,31 +190,18 @@ def test_malformed_rows_exit_2(tmp_path, capsys, bad_line, expect, which):
   good_res = "1,1,0,0,10,10,-1,-1,-1,-1\n"
   gt_text = "1,1,0,0,10,10,1,-1,-1,-1\n" + (bad_line if which == "gt" else "")
   res_text = good_res + (bad_line if which == "results" else "")
-  (tmp_path / "gt.txt").write_text(gt_text)
-  (tmp_path / "res.txt").write_text(res_text)
-  with pytest.raises(SystemExit) as e:
-    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
-                                 str(tmp_path / "res.txt")])
-  assert e.value.code == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1
+  err = _exit_2_one_line(tmp_path, capsys, gt_text, res_text)
   bad_file = "gt.txt" if which == "gt" else "res.txt"
-  assert err[0].startswith("error: ") and bad_file in err[0] and expect in err[0]
+  assert err.startswith("error: ") and bad_file in err and expect in err
 
 
 def test_huge_ground_truth_box_is_an_error(tmp_path, capsys):
   # A finite gt box whose area overflows would be a target no box can overlap: an error naming the
   # line, where before it was scored as a miss.
-  (tmp_path / "gt.txt").write_text("1,1,0,0,10,10,1,-1,-1,-1\n2,1,0,0,1e308,1e308,1,-1,-1,-1\n")
-  (tmp_path / "res.txt").write_text("1,1,0,0,10,10,-1,-1,-1,-1\n")
-  with pytest.raises(SystemExit) as e:
-    cli_main(evaluate_mot.main)(["--gt", str(tmp_path / "gt.txt"), "--results",
-                                 str(tmp_path / "res.txt")])
-  assert e.value.code == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1
-  assert err[0].startswith(f"error: {tmp_path / 'gt.txt'}, line 2: box [0.0, 0.0, 1e+308, 1e+308] "
-                           "is too large to score"), err
+  err = _exit_2_one_line(tmp_path, capsys, "1,1,0,0,10,10,1,-1,-1,-1\n2,1,0,0,1e308,1e308,1,-1,-1,-1\n",
+                         "1,1,0,0,10,10,-1,-1,-1,-1\n")
+  assert err.startswith(f"error: {tmp_path / 'gt.txt'}, line 2: box [0.0, 0.0, 1e+308, 1e+308] "
+                        "is too large to score"), err
 
 
 def test_huge_result_box_is_a_miss_without_warnings(tmp_path, capsys):
