@@ -241,3 +241,17 @@ def test_undecodable_frame(tmp_path):
   with pytest.raises(DataError) as e:
     s.frames[1]
   assert bad in str(e.value)
+
+
+@pytest.mark.parametrize("box", ["1e308,2,1e308,10", "0,0,1e154,1e154"])
+def test_gt_box_too_large_to_score_is_an_error_naming_the_line(tmp_path, box):
+  # A gt box that no box can overlap (x+w or the sum of two such areas overflows: 1e154 x 1e154
+  # passes a w*h check) is refused; the same row in detections or results is read as it is.
+  text = f"1,1,0,0,10,10,1,1,1\n2,1,{box},0,8,1\n"
+  f = tmp_path / "gt.txt"
+  f.write_text(text)
+  with pytest.raises(DataError, match=r"gt\.txt, line 2: box \[.*\] is too large to score"):
+    mot.read_mot_file(f, "gt")
+  for kind in ("det", "results"):
+    objs = mot.read_mot_file(f, kind)
+    assert len(objs) == 2 and np.all(np.isfinite(objs.box))

@@ -82,17 +82,19 @@ def check_nonnegative_size(path: str, boxes: np.ndarray, lines: np.ndarray) -> N
 
 
 def check_scorable_size(path: str, boxes: np.ndarray, lines: np.ndarray) -> None:
-  """DataError at the first row whose x+w, y+h or w*h is beyond the float range (NaN rows pass).
+  """DataError at the first row whose x+w, y+h or 2*w*h is beyond the float range (NaN rows pass).
 
-  A ground-truth box like 1e308 is finite, so the readers take it, but every overlap computed
-  with it overflows: scored, it would count as a target no tracker can match.
+  A ground-truth box like 1e308 (or 1e154 x 1e154) is finite, so the readers take it, but its
+  overlap with a box equal to it overflows (the union adds the two areas): scored, it would count
+  as a target that no box, not even itself, can match.
   """
+  w, h = boxes[:, 2], boxes[:, 3]
   with np.errstate(over="ignore", invalid="ignore"):
-    ends = np.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3], boxes[:, 2] * boxes[:, 3]], 1)
+    ends = np.stack([boxes[:, 0] + w, boxes[:, 1] + h, 2.0 * w * h], 1)
   huge = (~np.isfinite(ends)).any(axis=1) & ~np.isnan(boxes[:, :4]).any(axis=1)
   if huge.any():
     i = int(np.argmax(huge))
-    raise DataError(path, f"box {boxes[i].tolist()} is too large to score (x+w, y+h or w*h is "
+    raise DataError(path, f"box {boxes[i].tolist()} is too large to score (x+w, y+h or 2*w*h is "
                           "beyond the float range)", line=int(lines[i]))
 
 

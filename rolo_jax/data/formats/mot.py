@@ -58,7 +58,7 @@ def read_mot_file(path: str | os.PathLike, kind: str = "gt", *, allow_empty: boo
   Raises:
     DataError naming the file and line for: a missing file, a wrong column count, a non-number,
     a frame < 1 or non-integer frame/id, a negative width/height, a duplicate (frame, id) in
-    gt/results, a gt box whose x+w, y+h or w*h overflows.
+    gt/results, a gt box whose x+w, y+h or 2*w*h overflows.
   """
   if kind not in _COLUMNS:
     raise ValueError(f"kind must be one of {sorted(_COLUMNS)}, got {kind!r}")
@@ -78,8 +78,8 @@ def read_mot_file(path: str | os.PathLike, kind: str = "gt", *, allow_empty: boo
   boxes = rows[:, 2:6]
   _common.check_nonnegative_size(path, boxes, lines)
   if kind == "gt":
-    # Results may hold such a box (scored as a miss, like any box that matches nothing); a target
-    # of the ground truth that no box can overlap is an error in the file.
+    # A gt row that no box can overlap is an error in the file (whatever its consider flag or
+    # class); results and detections may hold such a box: it matches nothing.
     _common.check_scorable_size(path, boxes, lines)
   ncol = rows.shape[1]
   score = rows[:, 6] if ncol >= 7 else None
