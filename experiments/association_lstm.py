@@ -190,14 +190,9 @@ def train(exp: ExperimentConfig, workdir: str, *, detector=None, feature_channel
           "task": {"loss": task, "data": data, "detector": "yolo" if detector else "simulated"}}
   t0 = time.time()
   videos = []
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  done = False
-  if os.path.isdir(ckpt_dir):
-    from rolo_jax.train.checkpoint import Checkpointer
-    ck = Checkpointer(workdir)
-    last = ck.latest_step()
-    ck.close()
-    done = last is not None and last >= exp.steps
+  from rolo_jax.train.checkpoint import latest_step
+  last = latest_step(workdir)
+  done = last is not None and last >= exp.steps
   if not done:   # a finished run needs no data (the loop only restores)
     from rolo_jax.data import synthetic
     syn_cfg = dataclasses.replace(synthetic.PRESETS["train"], num_frames=exp.train_frames)

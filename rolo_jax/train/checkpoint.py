@@ -280,6 +280,17 @@ class Checkpointer:
     self._mgr.close()
 
 
+def latest_step(workdir: str) -> Optional[int]:
+  """The newest checkpoint step of a run folder, or None (no checkpoint; nothing is created)."""
+  if not os.path.isdir(_manager_dir(workdir)):
+    return None
+  ck = Checkpointer(workdir)
+  try:
+    return ck.latest_step()
+  finally:
+    ck.close()
+
+
 def save_params(directory: str, params: PyTree, meta: Dict[str, Any], step: int = 0) -> str:
   """Writes a params-only checkpoint ``<directory>/checkpoints/<step>/{params,meta}``.
 

@@ -467,7 +467,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   """
   from rolo_jax.train import loop
   from rolo_jax.train import re3_pretrain
-  from rolo_jax.train.checkpoint import Checkpointer
+  from rolo_jax.train.checkpoint import latest_step
 
   if group_lr_scales is None:
     group_lr_scales = default_lr_scales(model_cfg)
@@ -477,11 +477,7 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
 
   encoder, pre_summary = None, None
   pretraining = pretrain is not None and pretrain.steps > 0
-  if pretraining:
-    probe = Checkpointer(workdir)
-    fresh = probe.latest_step() is None
-    probe.close()
-  if pretraining and fresh:
+  if pretraining and latest_step(workdir) is None:
     pre_state, pre_summary = re3_pretrain.train(
         workdir=re3_pretrain.pretrain_dir(workdir), model_cfg=model_cfg, sampler=sampler, cfg=pretrain,
         seed=seed, checkpoint_every=checkpoint_every, progress=progress, data=meta)
