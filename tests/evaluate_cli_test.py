@@ -306,56 +306,6 @@ def test_huge_ground_truth_box_is_an_error(tmp_path, capsys):
   assert "Couple.txt, line 2: box [1e+308, 2.0, 1e+308, 10.0] is too large to score" in err
 
 
-# ------------------------------------------------------------------ evaluate_mot
-
-def _mot_toy(tmp_path):
-  (tmp_path / "gt.txt").write_text("1,1,0,0,10,10,1,-1,-1,-1\n2,1,0,0,10,10,1,-1,-1,-1\n")
-  (tmp_path / "res.txt").write_text("1,1,0,0,10,10,-1,-1,-1,-1\n2,1,0,0,10,10,-1,-1,-1,-1\n")
-  return ["--gt", str(tmp_path / "gt.txt"), "--results", str(tmp_path / "res.txt")]
-
-
-@pytest.mark.parametrize("extra, expect", [
-    (["--json", "{d}/m.md", "--table", "{d}/m.md"],
-     "--json {d}/m.md and --table {d}/m.md name one file"),
-    (["--json", "{d}/res.txt"], "--json {d}/res.txt: this is an input file (--results"),
-    (["--table", "{d}/gt.txt"], "--table {d}/gt.txt: this is an input file (--gt"),
-])
-def test_mot_clashing_outputs_are_refused_before_scoring(tmp_path, capsys, monkeypatch, extra,
-                                                         expect):
-  from rolo_jax import evaluate_mot
-
-  argv = _mot_toy(tmp_path)
-  (tmp_path / "m.md").write_text("keep")
-  inputs = {p: p.read_text() for p in (tmp_path / "gt.txt", tmp_path / "res.txt")}
-  monkeypatch.setattr(evaluate_mot.mot, "evaluate_many", lambda *a, **k: pytest.fail("scored"))
-  d = str(tmp_path)
-  with pytest.raises(SystemExit) as e:
-    cli_main(evaluate_mot.main)(argv + [a.format(d=d) for a in extra])
-  assert e.value.code == 2
-  err = capsys.readouterr().err
-  assert len(err.strip().splitlines()) == 1 and expect.format(d=d) in err, err
-  assert (tmp_path / "m.md").read_text() == "keep"
-  assert all(p.read_text() == text for p, text in inputs.items())
-
-
-def test_mot_huge_result_boxes_score_as_misses_without_warnings(tmp_path, capsys):
-  import warnings
-  from rolo_jax import evaluate_mot
-
-  argv = _mot_toy(tmp_path) + ["--json", str(tmp_path / "m.json")]
-  scores = []
-  for box1, box2 in (("1e308,1e308,1e308,1e308", "-1e308,-1e308,1.7e308,1.7e308"),
-                     ("1000,1000,10,10", "2000,1000,10,10")):   # far away: the same score
-    (tmp_path / "res.txt").write_text(f"1,1,0,0,10,10,-1,-1,-1,-1\n2,1,{box1},-1,-1,-1,-1\n"
-                                      f"2,2,{box2},-1,-1,-1,-1\n")
-    with warnings.catch_warnings():
-      warnings.simplefilter("error")   # numpy's overflow RuntimeWarnings fail the test
-      assert evaluate_mot.main(argv) == 0
-    scores.append(json.loads((tmp_path / "m.json").read_text())["overall"])
-  assert scores[0] == scores[1] and scores[0]["num_false_positives"] == 2
-  assert "Warning" not in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------ usage errors of the other CLIs
 # evaluate, evaluate_mot, convert, summary and mot.sort print one `error: ... (see --help)` line
 # (plain argparse printed its usage block first), and --help still works.
