@@ -230,6 +230,21 @@ def test_re3_train_pretrains_a_fresh_run_only(tmp_path):
   # A curriculum checkpoint exists now: the resume does not pretrain at all.
   _, s = run()
   assert s["pretrain"] is None and s["steps"] == 4 and s["resumed_from"] == 2
+  # ... but it still must be the pretraining asked for: another batch, seed or set of tracks is
+  # refused (read from <workdir>/pretrain), also once the curriculum has finished.
+  from rolo_jax.errors import ConfigMismatchError
+  for kw, message in (({"pretrain": P.PretrainConfig(steps=2, batch=3)}, "batch: 2 -> 3"),
+                      ({"seed": 4}, "seed: 0 -> 4")):
+    with pytest.raises(ConfigMismatchError, match=message) as e:
+      re3_task.train(**dict(dict(workdir=str(tmp_path / "w"), model_cfg=SMALL, curriculum=curriculum,
+                                 sampler=re3_data.Re3Sampler(pool, seed=0), total_steps=4,
+                                 checkpoint_every=2, progress=False,
+                                 pretrain=P.PretrainConfig(steps=2, batch=2)), **kw))
+    assert str(e.value).startswith(str(tmp_path / "w" / "pretrain") + ":"), str(e.value)
+  with pytest.raises(ConfigMismatchError, match="pretrain: .* different 'data'"):
+    re3_task.train(workdir=str(tmp_path / "w"), model_cfg=SMALL, curriculum=curriculum,
+                   sampler=re3_data.Re3Sampler(pool[:2], seed=0), total_steps=4, checkpoint_every=2,
+                   progress=False, pretrain=P.PretrainConfig(steps=2, batch=2))
 
 
 def test_an_interrupted_pretraining_does_not_continue_on_other_tracks(tmp_path):

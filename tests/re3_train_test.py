@@ -476,6 +476,12 @@ def test_cli_pretrains_the_encoder_first_and_records_it(tmp_path):
   assert ck.Checkpointer(str(tmp_path / "w" / "pretrain")).latest_step() == 2
   c = ck.Checkpointer(str(tmp_path / "w"))
   assert c.read_json(c.latest_step())["meta"]["optimizer"]["encoder_pretrain_steps"] == 2
+  c.close()
+  # The finished run again with another pretraining batch: refused, with the flag that matches
+  # (the run's checkpoints record only the steps; <workdir>/pretrain records the batch).
+  r = cli(tmp_path / "w", "--pretrain_steps=2", "--pretrain_batch=3", "--noeval")
+  assert r.returncode == 2 and "different 'task'" in r.stderr and "batch: 2 -> 3" in r.stderr, r.stderr
+  assert r.stderr.rstrip().endswith("; the flags that match it: --pretrain_batch 2"), r.stderr
 
 
 def test_resume_flags_translate_saved_settings_to_flags():

@@ -105,9 +105,11 @@ def write_scalars(writer, log_file, scalars: Dict[str, float], step: int):
   log_file.flush()
 
 
-def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
-  """ConfigMismatchError when a checkpoint's model/config/task differ from this run's."""
-  _check_meta(saved, meta, workdir)
+def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str,
+               saved_seed: Any = None, seed: Any = None):
+  """ConfigMismatchError when a checkpoint's run description (CHECKED_META), or its seed when
+  both seeds are given, differ from this run's."""
+  _check_meta(saved, meta, workdir, saved_seed, seed)
 
 
 def _same_setting(current: Any, saved: Any) -> bool:

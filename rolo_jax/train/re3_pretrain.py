@@ -305,6 +305,28 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, sampler, cfg: PretrainConfi
                     lr_fn=schedule, hooks=hooks)
 
 
+def check_finished(workdir: str, model_cfg: re3.Re3Config, cfg: PretrainConfig, sampler, *,
+                   seed: int = 0, data: Optional[Dict[str, Any]] = None) -> None:
+  """ConfigMismatchError when the pretraining checkpoint in `workdir` (if any) was run with other
+  settings, seed or tracks than these; reads JSON only.
+
+  A Re3 run that resumes from a curriculum checkpoint does not pretrain again, so `train` never
+  compares its pretraining settings; the run's own checkpoints record only the steps. This makes
+  a resume with another --pretrain_batch (or seed, or tracks) refused like an interrupted one."""
+  from rolo_jax.train import checkpoint as ckpt_lib
+  from rolo_jax.train import loop
+
+  if ckpt_lib.latest_step(workdir) is None:
+    return
+  ck = ckpt_lib.Checkpointer(workdir)
+  try:
+    saved = ck.read_json()
+  finally:
+    ck.close()
+  loop.check_meta(saved["meta"], run_meta(model_cfg, cfg, sampler, data), workdir,
+                  saved["train"].get("seed"), seed)
+
+
 def encoder_params(state) -> PyTree:
   """conv1-conv5 of a finished pretraining state (what a fresh Re3 model starts from)."""
   return {k: state.params[k] for k in CONVS}

@@ -442,7 +442,8 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
   With `pretrain` (a re3_pretrain.PretrainConfig with steps > 0) a fresh run first trains the conv
   encoder with Siamese pretraining on the sampler's tracks in ``<workdir>/pretrain`` (resumable
   like the run itself) and starts the curriculum from it; a run that already has a checkpoint
-  resumes without it.
+  resumes without it, after checking that ``<workdir>/pretrain`` holds the pretraining asked for
+  (the same settings, seed and tracks: ConfigMismatchError otherwise).
 
   Args:
     model_cfg: the Re3 architecture.
@@ -477,7 +478,11 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
 
   encoder, pre_summary = None, None
   pretraining = pretrain is not None and pretrain.steps > 0
-  if pretraining and latest_step(workdir) is None:
+  if pretraining and latest_step(workdir) is not None:
+    # A resume does not pretrain again; its pretraining must still be the one asked for.
+    re3_pretrain.check_finished(re3_pretrain.pretrain_dir(workdir), model_cfg, pretrain, sampler,
+                                seed=seed, data=meta)
+  elif pretraining:
     pre_state, pre_summary = re3_pretrain.train(
         workdir=re3_pretrain.pretrain_dir(workdir), model_cfg=model_cfg, sampler=sampler, cfg=pretrain,
         seed=seed, checkpoint_every=checkpoint_every, progress=progress, data=meta)
