@@ -473,7 +473,7 @@ def test_cli_pretrains_the_encoder_first_and_records_it(tmp_path):
   r = cli(tmp_path / "w", "--pretrain_steps=2", "--noeval")
   assert r.returncode == 0, r.stderr[-2000:]
   assert "encoder pretraining: 2 steps" in r.stdout, r.stdout
-  assert ck.Checkpointer(str(tmp_path / "w" / "pretrain")).latest_step() == 2
+  assert ck.latest_step(str(tmp_path / "w" / "pretrain")) == 2
   c = ck.Checkpointer(str(tmp_path / "w"))
   assert c.read_json(c.latest_step())["meta"]["optimizer"]["encoder_pretrain_steps"] == 2
   c.close()
@@ -482,6 +482,13 @@ def test_cli_pretrains_the_encoder_first_and_records_it(tmp_path):
   r = cli(tmp_path / "w", "--pretrain_steps=2", "--pretrain_batch=3", "--noeval")
   assert r.returncode == 2 and "different 'task'" in r.stderr and "batch: 2 -> 3" in r.stderr, r.stderr
   assert r.stderr.rstrip().endswith("; the flags that match it: --pretrain_batch 2"), r.stderr
+  # Another learning rate as well: one refusal names both, and its hint resumes the run at once.
+  r = cli(tmp_path / "w", "--pretrain_steps=2", "--pretrain_batch=3", "--lr=0.003", "--noeval")
+  assert r.returncode == 2 and "different 'optimizer'" in r.stderr and "batch: 2 -> 3" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+  hint = r.stderr.rstrip().rsplit("; the flags that match it: ", 1)[1].split()
+  assert sorted(hint[::2]) == ["--lr", "--pretrain_batch"] and "--pretrain_batch 2" in " ".join(hint)
+  assert cli(tmp_path / "w", "--pretrain_steps=2", "--noeval", *hint).returncode == 0
 
 
 def test_resume_flags_translate_saved_settings_to_flags():

@@ -316,6 +316,7 @@ def check_finished(workdir: str, model_cfg: re3.Re3Config, cfg: PretrainConfig, 
   from rolo_jax.train import checkpoint as ckpt_lib
   from rolo_jax.train import loop
 
+  workdir = os.path.abspath(workdir)
   if ckpt_lib.latest_step(workdir) is None:
     return
   ck = ckpt_lib.Checkpointer(workdir)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
@@ -429,6 +430,34 @@ def _cached_update_all(model_cfg, cfg, lr, lr_schedule, total_steps, warmup_step
   return optimizer, schedule, make_update(model_cfg, optimizer, schedule, cfg, parallel=parallel)
 
 
+def _check_resume_with_pretraining(workdir: str, run_meta: Dict[str, Any], model_cfg: re3.Re3Config,
+                                   pretrain, sampler, seed: int, data: Optional[Dict[str, Any]]):
+  """ConfigMismatchError when a resumed run's pretraining (``<workdir>/pretrain``) differs from the
+  one asked for; when the curriculum's own settings differ as well, one error names both (so the
+  flags it hints at resume the run at once, as ``loop`` does for the curriculum alone)."""
+  from rolo_jax.errors import ConfigMismatchError
+  from rolo_jax.train import loop
+  from rolo_jax.train import re3_pretrain
+  from rolo_jax.train.checkpoint import Checkpointer
+
+  try:
+    re3_pretrain.check_finished(re3_pretrain.pretrain_dir(workdir), model_cfg, pretrain, sampler,
+                                seed=seed, data=data)
+    return   # (the curriculum's settings: loop.train checks them)
+  except ConfigMismatchError as e:
+    pre_error = e
+  ck = Checkpointer(workdir)
+  try:
+    saved = ck.read_json()
+  finally:
+    ck.close()
+  try:
+    loop.check_meta(saved["meta"], run_meta, os.path.abspath(workdir), saved["train"].get("seed"), seed)
+  except ConfigMismatchError as e:
+    raise ConfigMismatchError(f"{e}; and {pre_error}", {**e.saved_values, **pre_error.saved_values}) from None
+  raise pre_error
+
+
 def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_steps: int,
           lr: float = 1e-3, lr_schedule: str = "cosine", warmup_steps: int = 0,
           lr_final_fraction: float = 0.1,
@@ -478,10 +507,23 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
 
   encoder, pre_summary = None, None
   pretraining = pretrain is not None and pretrain.steps > 0
+  run_meta = {"model": "re3", "config": model_cfg, "config_name": model_cfg.name, "task": cfg,
+              "optimizer": {"lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
+                            "lr_final_fraction": lr_final_fraction,
+                            "clip_norm": clip_norm, "total_steps": total_steps,
+                            "group_lr_scales": dict(group_lr_scales),
+                            # (only when on: workdirs written before averaging existed resume)
+                            **({"ema_decay": ema_decay} if ema_decay else {}),
+                            # (likewise; the pretraining's other settings are in its own
+                            # checkpoints, <workdir>/pretrain)
+                            **({"encoder_pretrain_steps": pretrain.steps} if pretraining else {})},
+              "curriculum": {"stages": [list(s) for s in curriculum.stages],
+                             "stage_steps": curriculum.stage_steps, "patience": curriculum.patience,
+                             "min_delta": curriculum.min_delta, "p_pred": curriculum.p_pred}}
+  run_meta.update(meta or {})
   if pretraining and latest_step(workdir) is not None:
     # A resume does not pretrain again; its pretraining must still be the one asked for.
-    re3_pretrain.check_finished(re3_pretrain.pretrain_dir(workdir), model_cfg, pretrain, sampler,
-                                seed=seed, data=meta)
+    _check_resume_with_pretraining(workdir, run_meta, model_cfg, pretrain, sampler, seed, meta)
   elif pretraining:
     pre_state, pre_summary = re3_pretrain.train(
         workdir=re3_pretrain.pretrain_dir(workdir), model_cfg=model_cfg, sampler=sampler, cfg=pretrain,
@@ -511,20 +553,6 @@ def train(*, workdir: str, model_cfg: re3.Re3Config, curriculum, sampler, total_
     def batch_fn(position, stage):   # runs in the loop's prefetch thread: the copy overlaps the step
       return parallel.shard_batch(host_batch_fn(position, stage))
 
-  run_meta = {"model": "re3", "config": model_cfg, "config_name": model_cfg.name, "task": cfg,
-              "optimizer": {"lr": lr, "lr_schedule": lr_schedule, "warmup_steps": warmup_steps,
-                            "lr_final_fraction": lr_final_fraction,
-                            "clip_norm": clip_norm, "total_steps": total_steps,
-                            "group_lr_scales": dict(group_lr_scales),
-                            # (only when on: workdirs written before averaging existed resume)
-                            **({"ema_decay": ema_decay} if ema_decay else {}),
-                            # (likewise; the pretraining's other settings are in its own
-                            # checkpoints, <workdir>/pretrain)
-                            **({"encoder_pretrain_steps": pretrain.steps} if pretraining else {})},
-              "curriculum": {"stages": [list(s) for s in curriculum.stages],
-                             "stage_steps": curriculum.stage_steps, "patience": curriculum.patience,
-                             "min_delta": curriculum.min_delta, "p_pred": curriculum.p_pred}}
-  run_meta.update(meta or {})
   lcfg = loop.LoopConfig(workdir=workdir, total_steps=total_steps, checkpoint_every=checkpoint_every,
                          seed=seed, profile_dir=profile_dir, progress=progress,
                          nan_at_step=nan_at_step, stop_after=stop_after)
