@@ -105,11 +105,26 @@ def write_scalars(writer, log_file, scalars: Dict[str, float], step: int):
   log_file.flush()
 
 
-def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str,
-               saved_seed: Any = None, seed: Any = None):
-  """ConfigMismatchError when a checkpoint's run description (CHECKED_META), or its seed when
-  both seeds are given, differ from this run's."""
-  _check_meta(saved, meta, workdir, saved_seed, seed)
+def check_meta(saved: Dict[str, Any], meta: Dict[str, Any], workdir: str):
+  """ConfigMismatchError when a checkpoint's model/config/task differ from this run's."""
+  _check_meta(saved, meta, workdir)
+
+
+def check_workdir(workdir: str, meta: Dict[str, Any], seed: int) -> None:
+  """ConfigMismatchError when `workdir`'s newest checkpoint was written with another run
+  description or seed than `meta` / `seed` (the check `train` makes on resume); nothing without a
+  checkpoint. Reads JSON only and creates nothing."""
+  workdir = os.path.abspath(workdir)
+  if not os.path.isdir(ckpt_lib._manager_dir(workdir)):   # (as checkpoint.latest_step: creates nothing)
+    return
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  try:
+    step = ckpt.latest_step()
+    saved = None if step is None else ckpt.read_json(step)
+  finally:
+    ckpt.close()
+  if saved is not None:
+    _check_meta(saved["meta"], meta, workdir, saved["train"].get("seed"), seed)
 
 
 def _same_setting(current: Any, saved: Any) -> bool:

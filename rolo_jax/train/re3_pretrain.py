@@ -313,19 +313,9 @@ def check_finished(workdir: str, model_cfg: re3.Re3Config, cfg: PretrainConfig, 
   A Re3 run that resumes from a curriculum checkpoint does not pretrain again, so `train` never
   compares its pretraining settings; the run's own checkpoints record only the steps. This makes
   a resume with another --pretrain_batch (or seed, or tracks) refused like an interrupted one."""
-  from rolo_jax.train import checkpoint as ckpt_lib
   from rolo_jax.train import loop
 
-  workdir = os.path.abspath(workdir)
-  if ckpt_lib.latest_step(workdir) is None:
-    return
-  ck = ckpt_lib.Checkpointer(workdir)
-  try:
-    saved = ck.read_json()
-  finally:
-    ck.close()
-  loop.check_meta(saved["meta"], run_meta(model_cfg, cfg, sampler, data), workdir,
-                  saved["train"].get("seed"), seed)
+  loop.check_workdir(workdir, run_meta(model_cfg, cfg, sampler, data), seed)
 
 
 def encoder_params(state) -> PyTree:

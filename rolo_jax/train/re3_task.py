@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
@@ -438,7 +437,6 @@ def _check_resume_with_pretraining(workdir: str, run_meta: Dict[str, Any], model
   from rolo_jax.errors import ConfigMismatchError
   from rolo_jax.train import loop
   from rolo_jax.train import re3_pretrain
-  from rolo_jax.train.checkpoint import Checkpointer
 
   try:
     re3_pretrain.check_finished(re3_pretrain.pretrain_dir(workdir), model_cfg, pretrain, sampler,
@@ -446,13 +444,8 @@ def _check_resume_with_pretraining(workdir: str, run_meta: Dict[str, Any], model
     return   # (the curriculum's settings: loop.train checks them)
   except ConfigMismatchError as e:
     pre_error = e
-  ck = Checkpointer(workdir)
   try:
-    saved = ck.read_json()
-  finally:
-    ck.close()
-  try:
-    loop.check_meta(saved["meta"], run_meta, os.path.abspath(workdir), saved["train"].get("seed"), seed)
+    loop.check_workdir(workdir, run_meta, seed)
   except ConfigMismatchError as e:
     raise ConfigMismatchError(f"{e}; and {pre_error}", {**e.saved_values, **pre_error.saved_values}) from None
   raise pre_error
