@@ -235,20 +235,20 @@ def test_re3_train_pretrains_a_fresh_run_only(tmp_path):
   # refused (read from <workdir>/pretrain); here the curriculum has finished, an unfinished
   # one takes the same path.
   from rolo_jax.errors import ConfigMismatchError
-  for kw, message in (({"pretrain": P.PretrainConfig(steps=2, batch=3)}, "batch: 2 -> 3"),
-                      ({"seed": 4}, "seed: 0 -> 4")):
+
+  def resume(batch=2, seed=0, tracks=pool):
+    re3_task.train(workdir=str(tmp_path / "w"), model_cfg=SMALL, curriculum=curriculum,
+                   sampler=re3_data.Re3Sampler(tracks, seed=0), total_steps=4, checkpoint_every=2,
+                   progress=False, seed=seed, pretrain=P.PretrainConfig(steps=2, batch=batch))
+
+  for kw, message in (({"batch": 3}, "batch: 2 -> 3"), ({"seed": 4}, "seed: 0 -> 4")):
     with pytest.raises(ConfigMismatchError, match=message) as e:
-      re3_task.train(**dict(dict(workdir=str(tmp_path / "w"), model_cfg=SMALL, curriculum=curriculum,
-                                 sampler=re3_data.Re3Sampler(pool, seed=0), total_steps=4,
-                                 checkpoint_every=2, progress=False,
-                                 pretrain=P.PretrainConfig(steps=2, batch=2)), **kw))
+      resume(**kw)
     # (the seed differs for the curriculum too: one error names both checkpoints)
     assert str(tmp_path / "w" / "pretrain") + ":" in str(e.value), str(e.value)
     assert (str(e.value).startswith(str(tmp_path / "w") + ":")) == ("seed" in kw), str(e.value)
   with pytest.raises(ConfigMismatchError, match="pretrain: .* different 'data'"):
-    re3_task.train(workdir=str(tmp_path / "w"), model_cfg=SMALL, curriculum=curriculum,
-                   sampler=re3_data.Re3Sampler(pool[:2], seed=0), total_steps=4, checkpoint_every=2,
-                   progress=False, pretrain=P.PretrainConfig(steps=2, batch=2))
+    resume(tracks=pool[:2])
 
 
 def test_an_interrupted_pretraining_does_not_continue_on_other_tracks(tmp_path):
