@@ -232,6 +232,38 @@ def test_max_pool_and_prelu():
   np.testing.assert_allclose(np.asarray(re3.prelu(v, jnp.array([0.25, 0.5]))), [[-0.5, 3.0], [4.0, -0.5]])
 
 
+def test_max_pool_values_and_gradient_equal_reduce_window():
+  # max_pool takes the maximum of strided slices (its XLA:CPU gradient is cheaper); values and
+  # gradient must be reduce_window's (no ties in random data), on an odd, non-square map.
+  x = jnp.asarray(np.random.RandomState(4).randn(2, 11, 9, 3).astype(np.float32))
+  rw = lambda v: jax.lax.reduce_window(v, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+  np.testing.assert_array_equal(np.asarray(re3.max_pool(x)), np.asarray(rw(x)))
+  cot = jnp.asarray(np.random.RandomState(5).randn(2, 5, 4, 3).astype(np.float32))
+  g = jax.grad(lambda v: jnp.sum(re3.max_pool(v) * cot))(x)
+  g_ref = jax.grad(lambda v: jnp.sum(rw(v) * cot))(x)
+  np.testing.assert_array_equal(np.asarray(g), np.asarray(g_ref))
+  assert float(jnp.sum(jnp.abs(g))) > 0
+  with pytest.raises(ValueError, match="2x5 map is smaller than the 3x3 window"):
+    re3.max_pool(jnp.zeros((1, 2, 5, 1)))
+
+
+def test_fc6_then_recurrent_step_equals_head_step(tiny_params):
+  # Training applies fc6 to all T·B pairs before the time loop; per step it must equal head_step.
+  b = 3
+  feat = jnp.asarray(np.random.RandomState(6).randn(b, 2 * re3.feature_dim(TINY)).astype(np.float32))
+  state = re3.initial_state(TINY, b)
+  s_ref, (out_ref, aux_ref) = re3.head_step(tiny_params, state, feat, cfg=TINY)
+  f6 = re3.fc6(tiny_params, feat, cfg=TINY)
+  s, (out, aux) = re3.recurrent_step(tiny_params, state, f6, cfg=TINY)
+  np.testing.assert_allclose(np.asarray(f6), np.asarray(aux_ref["fc6"]), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(out_ref), rtol=1e-6, atol=1e-6)
+  for u, v in zip(jax.tree_util.tree_leaves(s), jax.tree_util.tree_leaves(s_ref)):
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-6)
+  # fc6 takes any leading dimensions ([T, B, 2D] in training)
+  f6_tb = re3.fc6(tiny_params, jnp.stack([feat, feat]), cfg=TINY)
+  np.testing.assert_allclose(np.asarray(f6_tb[1]), np.asarray(f6), rtol=1e-6, atol=1e-6)
+
+
 def test_preprocess_subtracts_mean_without_scaling():
   crops = np.array([[[[0, 128, 255]]]], np.uint8)
   out = re3.preprocess(crops)

@@ -261,9 +261,26 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int = 1, padding
 
 
 def max_pool(x: jax.Array, size: int = POOL_SIZE, stride: int = POOL_STRIDE) -> jax.Array:
-  """VALID max pooling over H, W. x: [N, H, W, C] -> [N, (H - size) // stride + 1, ..., C]."""
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, size, size, 1),
-                               (1, stride, stride, 1), "VALID")
+  """VALID max pooling over H, W. x: [N, H, W, C] -> [N, (H - size) // stride + 1, ..., C].
+
+  The maximum of the size² strided slices x[:, i::stride, j::stride] (i, j < size), not
+  ``lax.reduce_window``: the values are the same, but XLA:CPU turns reduce_window's gradient
+  (select_and_scatter) into index arrays and a second reduce_window, which cost the tiny config's
+  training update ~25 ms of its ~190 (stage 2×32, profiled; WORKSPACE.md, Re3, "Session 22").
+  The slices' gradient is element-wise. Ties inside a window share the gradient instead of all of it
+  going to the first maximum; after a ReLU the common tie is at 0, where the ReLU passes none.
+  """
+  _, h, w, _ = x.shape
+  ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(f"max_pool: a {h}x{w} map is smaller than the {size}x{size} window")
+  out = None
+  for i in range(size):
+    for j in range(size):
+      v = jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + stride * (ho - 1) + 1,
+                                          j + stride * (wo - 1) + 1, x.shape[3]), (1, stride, stride, 1))
+      out = v if out is None else jnp.maximum(out, v)
+  return out
 
 
 def lrn(x: jax.Array, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
@@ -501,9 +518,18 @@ def _step(p: Params, state: Re3State, pair: jax.Array, cfg: Re3Config):
 
 def _head(p: Params, state: Re3State, feat: jax.Array, cfg: Re3Config):
   """fc6 -> LSTM1 -> LSTM2 -> fc_out on pair features [B, 2 D_crop] (params in the compute dtype)."""
-  _, cell_step = lstm.make_cell(cfg.cell)
+  return _recurrent(p, state, _fc6(p, feat), cfg)
+
+
+def _fc6(p: Params, feat: jax.Array) -> jax.Array:
+  """ReLU(feat @ W6 + b6) on pair features [..., 2 D_crop] (params in the compute dtype)."""
   with jax.named_scope("fc6"):
-    fc6 = jax.nn.relu(lstm.dense(feat, p["fc6"]) + p["fc6"]["b"])
+    return jax.nn.relu(lstm.dense(feat, p["fc6"]) + p["fc6"]["b"])
+
+
+def _recurrent(p: Params, state: Re3State, fc6: jax.Array, cfg: Re3Config):
+  """LSTM1 -> LSTM2 -> fc_out on fc6 activations [B, F]; returns what ``_head`` returns."""
+  _, cell_step = lstm.make_cell(cfg.cell)
   with jax.named_scope("lstm1"):
     s1, h1 = cell_step(p["lstm1"], state.lstm1, fc6)
   with jax.named_scope("lstm2"):
@@ -532,8 +558,9 @@ def head_step(params: Params, state: Re3State, feat: jax.Array, *, cfg: Re3Confi
   """The recurrent head of ``step`` on precomputed encoder features (fc6, LSTM1, LSTM2, fc_out).
 
   ``step(params, s, pair) == head_step(params, s, encode(params, pair.reshape(2B, S, S, 3))[0]
-  .reshape(B, 2 D_crop))``. Training uses it to run the encoder once over all T·B crop pairs,
-  outside the time loop (XLA on the CPU runs convolution gradients ~5x slower inside a loop).
+  .reshape(B, 2 D_crop))``. Training runs the encoder once over all T·B crop pairs, outside the
+  time loop (XLA on the CPU runs convolution gradients ~5x slower inside a loop), and splits this
+  head into ``fc6`` (outside the loop too) and ``recurrent_step``.
 
   Args:
     feat: [B, 2 D_crop] = [features of the previous crop, features of the current crop].
@@ -541,6 +568,25 @@ def head_step(params: Params, state: Re3State, feat: jax.Array, *, cfg: Re3Confi
     (new_state, (boxes [B, 4] float32, aux)) as ``step``.
   """
   return _head(cast_params(params, cfg), state, feat.astype(cfg.dtype), cfg)
+
+
+def fc6(params: Params, feat: jax.Array, *, cfg: Re3Config) -> jax.Array:
+  """fc6 alone on pair features [..., 2 D_crop] -> [..., F] (compute dtype).
+
+  fc6 has no recurrence, so training applies it to all T·B pairs at once, before the time loop, and
+  unrolls only ``recurrent_step``: ``head_step(params, s, f) == recurrent_step(params, s, fc6(params,
+  f))``. In the loop, fc6's per-step products and the accumulation of its 1.5M-weight gradient cost
+  the tiny config ~35 ms of a 32-step update (profiled; WORKSPACE.md, Re3, "Session 22").
+  """
+  return _fc6(cast_params(params, cfg), feat.astype(cfg.dtype))
+
+
+def recurrent_step(params: Params, state: Re3State, fc6_act: jax.Array, *, cfg: Re3Config):
+  """LSTM1, LSTM2 and fc_out of ``head_step`` on fc6 activations [B, F] (``fc6``).
+
+  Returns (new_state, (boxes [B, 4] float32, aux)) as ``step``; aux's 'fc6' is the input.
+  """
+  return _recurrent(cast_params(params, cfg), state, fc6_act.astype(cfg.dtype), cfg)
 
 
 def apply(params: Params, crops: jax.Array, state: Re3State, *, cfg: Re3Config,

@@ -203,8 +203,9 @@ def teacher_forced_loss(params: PyTree, pairs: jax.Array, targets: jax.Array, *,
   """Pass 2: L1 of the network on fixed crop pairs (differentiable in params).
 
   The encoder runs once over all T*B*2 crops (outside the time loop: XLA's CPU convolution
-  gradients are ~5x slower inside a loop), then the recurrent head (`re3.head_step`) is unrolled
-  over time on the features.  Returns (mean L1, l1 [T, B]).
+  gradients are ~5x slower inside a loop) and fc6 once over all T*B pairs (`re3.fc6`: it has no
+  recurrence); only the LSTMs and the output (`re3.recurrent_step`) are unrolled over time.
+  Returns (mean L1, l1 [T, B]).
   """
   n_t, n_b = pairs.shape[0], pairs.shape[1]
   if batch_major:
@@ -222,11 +223,14 @@ def teacher_forced_loss(params: PyTree, pairs: jax.Array, targets: jax.Array, *,
     feat, _ = re3.encode(params, x, cfg=model_cfg)
     feat = feat.reshape(n_t, n_b, -1)   # [T, B, 2 D]: rows (t, b, 0) and (t, b, 1) are adjacent
 
+  # fc6 has no recurrence: one [T·B, 2 D] product here, only the LSTMs in the time loop.
+  fc6 = re3.fc6(params, feat, cfg=model_cfg)   # [T, B, F]
+
   def body(p, state, f):
-    state, (out, _) = re3.head_step(p, state, f, cfg=model_cfg)
+    state, (out, _) = re3.recurrent_step(p, state, f, cfg=model_cfg)
     return state, out
 
-  _, preds = unroll(body, params, re3.initial_state(model_cfg, n_b), feat, checkpoint=cfg.remat)
+  _, preds = unroll(body, params, re3.initial_state(model_cfg, n_b), fc6, checkpoint=cfg.remat)
   with jax.named_scope("loss"):
     l1 = jnp.sum(jnp.abs(preds - targets), axis=-1)   # [T, B]
   return jnp.mean(l1), l1

@@ -1,0 +1,74 @@
+"""XLA:CPU setting that keeps convolutions off YNNPACK, applied by ``import rolo_jax``.
+
+jaxlib 0.10's CPU backend hands dot products and convolutions to YNNPACK ("ynn_fusion" in a
+profile). For the Re3 encoder's convolution gradients that is the slow choice: the weight gradient of
+the tiny config's conv1 (11×11, stride 4, 3 → 16 channels, 128 crops of 83 px) took 62–70 ms with
+YNNPACK and 18–21 ms with XLA's own (Eigen) convolution (`/tmp`-free micro-benchmark, 30 runs,
+medians; WORKSPACE.md, Re3, "Session 22"), and it varied from 23 to 100 ms between updates inside
+the training step. Keeping YNNPACK for dot products only,
+
+    --xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT
+
+made the default Re3 training 1.1–1.2x faster per stage on a 2-core AMD EPYC (the command and
+figures are in WORKSPACE.md, "Session 22"); turning YNNPACK off altogether was slower than this,
+and keeping it for convolutions too (jaxlib's default) slowest.
+
+``tune()`` adds the flag to ``XLA_FLAGS`` before JAX builds its backend (XLA reads the variable
+once, at that point; a process that ran a JAX computation before importing rolo_jax keeps what it
+had). It does nothing when:
+
+* ``ROLO_JAX_XLA=default`` is set (jaxlib's own choice);
+* ``XLA_FLAGS`` already names ``xla_cpu_experimental_ynn_fusion_type`` (the user's value wins);
+* the installed jaxlib is not 0.10.x, the release it was measured on: XLA aborts the process on a
+  flag it does not know, so the flag is only passed to a jaxlib known to have it.
+
+The flag concerns XLA:CPU only; a GPU backend ignores it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+FLAG = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+ENV = "ROLO_JAX_XLA"
+JAXLIB_SERIES = ((0, 10),)   # (major, minor) releases known to accept FLAG
+
+_applied: Optional[str] = None
+
+
+def _jaxlib_series() -> Optional[tuple]:
+  try:
+    from importlib.metadata import PackageNotFoundError, version
+    v = version("jaxlib")
+  except Exception:   # PackageNotFoundError or a broken install: pass nothing
+    return None
+  parts = v.split(".")
+  try:
+    return int(parts[0]), int(parts[1])
+  except (IndexError, ValueError):
+    return None
+
+
+def tune() -> Optional[str]:
+  """Add FLAG to XLA_FLAGS once per process; returns the flag added, or None where nothing was.
+
+  Any value of ``ROLO_JAX_XLA`` other than '', 'tuned' (apply) and 'default' warns
+  (RuntimeWarning, naming the variable and the values it takes) and applies nothing.
+  """
+  global _applied
+  choice = os.environ.get(ENV, "tuned").strip().lower()
+  if choice not in ("", "tuned", "default"):
+    warnings.warn(f"environment variable {ENV}={os.environ[ENV]!r} is not 'tuned' (the default) or 'default' "
+                  f"(jaxlib's own XLA:CPU settings); keeping jaxlib's settings", RuntimeWarning, stacklevel=2)
+    return None
+  if choice == "default":
+    return None
+  if _applied is not None:
+    return _applied
+  current = os.environ.get("XLA_FLAGS", "")
+  if "xla_cpu_experimental_ynn_fusion_type" in current or _jaxlib_series() not in JAXLIB_SERIES:
+    return None
+  os.environ["XLA_FLAGS"] = (current + " " + FLAG).strip()
+  _applied = FLAG
+  return _applied
