@@ -11,7 +11,8 @@
     python -m experiments.re3_curriculum --data_parallel --coordinator_address HOST0:1234 \
         --num_processes N --process_id i --workdir SHARED_DIR
 
-Runtime of the default command (2-core CPU): 9–13 min (WORKSPACE.md, "Re3").  Running it again with the same
+Runtime of the default command (2-core CPU): 9–13 min on session 4–21's Intel Xeon, 12.5 min on
+session 22's slower AMD EPYC with that session's faster training step (WORKSPACE.md, "Re3").  Running it again with the same
 --workdir resumes training from the last checkpoint (or only re-evaluates when training is done).
 
 Writes to --workdir: checkpoints/ (orbax; `rolo_jax.train.checkpoint.load_params(workdir)` or

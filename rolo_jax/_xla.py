@@ -2,16 +2,16 @@
 
 jaxlib 0.10's CPU backend hands dot products and convolutions to YNNPACK ("ynn_fusion" in a
 profile). For the Re3 encoder's convolution gradients that is the slow choice: the weight gradient of
-the tiny config's conv1 (11×11, stride 4, 3 → 16 channels, 128 crops of 83 px) took 62–70 ms with
-YNNPACK and 18–21 ms with XLA's own (Eigen) convolution (`/tmp`-free micro-benchmark, 30 runs,
-medians; WORKSPACE.md, Re3, "Session 22"), and it varied from 23 to 100 ms between updates inside
-the training step. Keeping YNNPACK for dot products only,
+the tiny config's conv1 (11×11, stride 4, 3 → 16 channels, 128 crops of 83 px) took 66–76 ms with
+YNNPACK and 20–21 ms with XLA's own (Eigen) convolution (jitted alone, medians of 30 runs;
+WORKSPACE.md, Re3, "Session 22"), and 23 to 100 ms of an update inside the training step. Keeping YNNPACK for dot products only,
 
     --xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT
 
-made the default Re3 training 1.1–1.2x faster per stage on a 2-core AMD EPYC (the command and
-figures are in WORKSPACE.md, "Session 22"); turning YNNPACK off altogether was slower than this,
-and keeping it for convolutions too (jaxlib's default) slowest.
+made the default Re3 training 1.1–1.8x faster per stage on a 2-core AMD EPYC, on top of the
+session's other two changes (`python -m experiments.benchmark --only re3_train --repeats 5`;
+figures in WORKSPACE.md, "Session 22"); in short training runs YNNPACK off altogether was a little
+slower than this, and jaxlib's default (YNNPACK for convolutions too) slower still.
 
 ``tune()`` adds the flag to ``XLA_FLAGS`` before JAX builds its backend (XLA reads the variable
 once, at that point; a process that ran a JAX computation before importing rolo_jax keeps what it
