@@ -53,6 +53,19 @@ ENV = "ROLO_JAX_MALLOC"
 _applied: Optional[Dict[str, int]] = None
 
 
+def wanted(env: str, own: str, whose: str) -> bool:
+  """Whether the environment switch ``env`` asks for a setting: unset, '' or 'tuned' yes, 'default'
+  no; any other value warns (RuntimeWarning naming the variable and its two values; ``own``
+  describes what 'default' keeps, ``whose`` whose settings stay) and is a no. Shared by this
+  module and `rolo_jax._xla`."""
+  choice = os.environ.get(env, "tuned").strip().lower()
+  if choice not in ("", "tuned", "default"):
+    warnings.warn(f"environment variable {env}={os.environ[env]!r} is not 'tuned' (the default) or 'default' "
+                  f"({own}); keeping {whose} settings", RuntimeWarning, stacklevel=3)
+    return False
+  return choice != "default"
+
+
 def tune() -> Optional[Dict[str, int]]:
   """Apply SETTINGS with glibc's mallopt once per process.
 
@@ -63,12 +76,7 @@ def tune() -> Optional[Dict[str, int]]:
   a bare traceback.
   """
   global _applied
-  choice = os.environ.get(ENV, "tuned").strip().lower()
-  if choice not in ("", "tuned", "default"):
-    warnings.warn(f"environment variable {ENV}={os.environ[ENV]!r} is not 'tuned' (the default) or 'default' "
-                  f"(glibc's own allocator settings); keeping glibc's settings", RuntimeWarning, stacklevel=2)
-    return None
-  if choice == "default" or platform.libc_ver()[0] != "glibc":
+  if not wanted(ENV, "glibc's own allocator settings", "glibc's") or platform.libc_ver()[0] != "glibc":
     return None
   if _applied is not None:
     return dict(_applied)

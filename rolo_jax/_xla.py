@@ -27,8 +27,9 @@ The flag concerns XLA:CPU only; a GPU backend ignores it.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional
+
+from rolo_jax._malloc import wanted
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
 ENV = "ROLO_JAX_XLA"
@@ -57,12 +58,7 @@ def tune() -> Optional[str]:
   (RuntimeWarning, naming the variable and the values it takes) and applies nothing.
   """
   global _applied
-  choice = os.environ.get(ENV, "tuned").strip().lower()
-  if choice not in ("", "tuned", "default"):
-    warnings.warn(f"environment variable {ENV}={os.environ[ENV]!r} is not 'tuned' (the default) or 'default' "
-                  f"(jaxlib's own XLA:CPU settings); keeping jaxlib's settings", RuntimeWarning, stacklevel=2)
-    return None
-  if choice == "default":
+  if not wanted(ENV, "jaxlib's own XLA:CPU settings", "jaxlib's"):
     return None
   if _applied is not None:
     return _applied
