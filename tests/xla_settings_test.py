@@ -15,7 +15,7 @@ from rolo_jax import _xla
 
 PROBE = ("import os, rolo_jax, jax, jax.numpy as jnp; print(os.environ.get('XLA_FLAGS', '')); "
          "print(rolo_jax._xla_settings._applied); print(float(jax.jit(lambda x: jnp.sum(x * x))(jnp.ones(3))))")
-KNOWN = _xla._jaxlib_series() in _xla.JAXLIB_SERIES
+KNOWN = _xla.known_jaxlib()
 
 
 def _run(**env_set):
@@ -30,7 +30,7 @@ def _run(**env_set):
   return flags, applied, r.stderr
 
 
-@pytest.mark.skipif(not KNOWN, reason="the flag is passed only to the jaxlib series it was measured on")
+@pytest.mark.skipif(not KNOWN, reason="the flag is passed only to the jaxlib releases it was measured on")
 def test_import_adds_the_flag_and_xla_accepts_it():
   flags, applied, _ = _run()
   assert flags == _xla.FLAG and applied == _xla.FLAG
@@ -40,7 +40,7 @@ def test_import_adds_the_flag_and_xla_accepts_it():
 
 def test_opt_out_and_a_users_own_value_are_kept():
   assert _run(**{_xla.ENV: "default"})[:2] == ("", "None")
-  mine = "--xla_cpu_experimental_ynn_fusion_type=" if KNOWN else ""
+  mine = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION" if KNOWN else ""
   assert _run(XLA_FLAGS=mine)[:2] == (mine, "None")
 
 
@@ -50,9 +50,13 @@ def test_bad_value_warns_and_applies_nothing():
   assert "ROLO_JAX_XLA='fast'" in err and "'tuned'" in err and "'default'" in err
 
 
-def test_an_unknown_jaxlib_series_gets_no_flag(monkeypatch):
+@pytest.mark.parametrize("version,known", [((0, 10, 2), True), ((0, 10, 5), True), ((0, 10, 1), False),
+                                           ((0, 11, 0), False), ((0, 9, 9), False), (None, False)])
+def test_only_the_measured_jaxlib_releases_get_the_flag(monkeypatch, version, known):
   monkeypatch.delenv(_xla.ENV, raising=False)
   monkeypatch.setenv("XLA_FLAGS", "")
   monkeypatch.setattr(_xla, "_applied", None)
-  monkeypatch.setattr(_xla, "_jaxlib_series", lambda: (9, 99))
-  assert _xla.tune() is None and os.environ["XLA_FLAGS"] == ""
+  monkeypatch.setattr(_xla, "_jaxlib_version", lambda: version)
+  assert _xla.known_jaxlib() is known
+  assert _xla.tune() == (_xla.FLAG if known else None)
+  assert os.environ["XLA_FLAGS"] == (_xla.FLAG if known else "")

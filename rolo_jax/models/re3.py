@@ -267,8 +267,11 @@ def max_pool(x: jax.Array, size: int = POOL_SIZE, stride: int = POOL_STRIDE) -> 
   ``lax.reduce_window``: the values are the same, but XLA:CPU turns reduce_window's gradient
   (select_and_scatter) into index arrays and a second reduce_window, which cost the tiny config's
   training update ~25 ms of its ~190 (stage 2×32, profiled; WORKSPACE.md, Re3, "Session 22").
-  The slices' gradient is element-wise. Ties inside a window share the gradient instead of all of it
-  going to the first maximum; after a ReLU the common tie is at 0, where the ReLU passes none.
+  The slices' gradient is element-wise. Where a window holds a tie, the gradient is split unevenly
+  among the tied inputs (halved down the chain of maxima: 1/2 to the last slice, 1/4 to the one
+  before, ...) instead of all of it going to the first maximum; both are valid subgradients and the
+  total is the same. In float32 after a ReLU the common tie is at 0, where the ReLU passes none; in
+  bfloat16 positive ties occur too.
   """
   _, h, w, _ = x.shape
   ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
