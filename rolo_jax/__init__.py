@@ -10,8 +10,8 @@ spending a quarter to a third of their CPU time on page faults; the default Re3
 training 1.1x faster overall, 1.4x in its first stage).
 ``ROLO_JAX_MALLOC=default`` in the environment keeps glibc's own settings.
 
-And it keeps XLA:CPU's convolutions off YNNPACK (`rolo_jax._xla`: jaxlib 0.10 only; the conv
-gradients of Re3's training ran ~3x slower there). ``ROLO_JAX_XLA=default`` keeps jaxlib's choice.
+And it keeps XLA:CPU's convolutions off YNNPACK (`rolo_jax._xla`: jaxlib 0.10.2 and later 0.10
+releases only; conv1's weight gradient in Re3's training ran ~3x slower there). ``ROLO_JAX_XLA=default`` keeps jaxlib's choice.
 """
 import os as _os
 

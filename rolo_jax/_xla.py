@@ -59,7 +59,7 @@ def _jaxlib_version() -> Optional[tuple]:
 def known_jaxlib() -> bool:
   """Whether the installed jaxlib is in JAXLIB_RANGE (and so gets FLAG)."""
   v = _jaxlib_version()
-  return v is not None and len(v) == 3 and JAXLIB_RANGE[0] <= v < JAXLIB_RANGE[1]
+  return v is not None and JAXLIB_RANGE[0] <= v < JAXLIB_RANGE[1]
 
 
 def tune() -> Optional[str]:
